@@ -1,0 +1,1 @@
+//! OPA bundles (placeholder until the bundle module lands).

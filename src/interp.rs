@@ -1,0 +1,1 @@
+//! Interpreted engine (placeholder until the interp module lands).
