@@ -1,0 +1,189 @@
+//! The HTTP decision server, compatible with OPA's Data API for decisions.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | `POST` | `/v1/data/<entrypoint>` | body `{"input": ...}` (optional) → `{"result": ...}`, no `result` key when undefined |
+//! | `GET`  | `/v1/data/<entrypoint>` | the same, with no input document |
+//! | `GET`  | `/health` | 200 once a policy is loaded, 503 before |
+//! | `GET`  | `/v1/status` | engine, source, revision, loaded_at, last_error, reload counters |
+//! | `GET`  | `/metrics` | Prometheus text format |
+//!
+//! Every decision response carries the policy revision in the `x-wasmgate-revision` header.
+//! Client mistakes (malformed JSON, an entrypoint the policy does not have) get a 4xx with a
+//! message in OPA's error shape `{"code": ..., "message": ...}`, never a 500.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::value::RawValue;
+use serde_json::json;
+
+use crate::authorizer::{Authorizer, DecisionError};
+use crate::policy::EvalError;
+
+/// Largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+#[derive(Default)]
+struct Counters {
+    defined: AtomicU64,
+    undefined: AtomicU64,
+    client_errors: AtomicU64,
+    failed: AtomicU64,
+}
+
+#[derive(Clone)]
+struct AppState {
+    authz: Authorizer,
+    counters: Arc<Counters>,
+}
+
+/// The decision API as an axum router, for embedding or for [`serve`].
+pub fn router(authz: Authorizer) -> Router {
+    let state = AppState {
+        authz,
+        counters: Arc::default(),
+    };
+    Router::new()
+        .route("/v1/data/{*path}", get(get_decision).post(post_decision))
+        .route("/health", get(health))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serve the decision API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    authz: Authorizer,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(authz))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
+    (status, axum::Json(json!({"code": code, "message": message.to_string()}))).into_response()
+}
+
+async fn get_decision(State(state): State<AppState>, Path(path): Path<String>) -> Response {
+    decide(&state, &path, None)
+}
+
+async fn post_decision(State(state): State<AppState>, Path(path): Path<String>, body: Bytes) -> Response {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return decide(&state, &path, None);
+    }
+    // Keep `input` as raw JSON: the Wasm path hands those bytes straight to the policy.
+    let doc: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(&body) {
+        Ok(doc) => doc,
+        Err(e) => {
+            state.counters.client_errors.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_parameter",
+                format!("request body must be a JSON object like {{\"input\": ...}}: {e}"),
+            );
+        }
+    };
+    decide(&state, &path, doc.get("input").map(|raw| raw.get().as_bytes()))
+}
+
+fn decide(state: &AppState, path: &str, input: Option<&[u8]>) -> Response {
+    let counters = &state.counters;
+    let entrypoint = path.trim_matches('/');
+    match state.authz.evaluate_json(entrypoint, input) {
+        Ok(decision) => {
+            let body = match &decision.result {
+                Some(result) => {
+                    counters.defined.fetch_add(1, Ordering::Relaxed);
+                    json!({ "result": result })
+                }
+                None => {
+                    counters.undefined.fetch_add(1, Ordering::Relaxed);
+                    json!({})
+                }
+            };
+            let mut response = axum::Json(body).into_response();
+            if let Ok(rev) = HeaderValue::from_str(&decision.revision) {
+                response.headers_mut().insert("x-wasmgate-revision", rev);
+            }
+            response
+        }
+        Err(DecisionError::NoPolicy) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no policy is loaded yet; see /v1/status")
+        }
+        Err(DecisionError::Eval { source: EvalError::UnknownEntrypoint(ep), revision }) => {
+            counters.client_errors.fetch_add(1, Ordering::Relaxed);
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("entrypoint `{ep}` is not compiled into policy revision {revision}; add it to wasmgate.entrypoints"),
+            )
+        }
+        Err(DecisionError::Eval { source: EvalError::Interpreted(e), .. })
+            if matches!(e, crate::interp::InterpError::Input { .. } | crate::interp::InterpError::Entrypoint { .. }) =>
+        {
+            counters.client_errors.fetch_add(1, Ordering::Relaxed);
+            error(StatusCode::BAD_REQUEST, "invalid_parameter", e)
+        }
+        Err(e) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(entrypoint, "decision failed (deny): {e}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e)
+        }
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    if state.authz.current().is_some() {
+        axum::Json(json!({})).into_response()
+    } else {
+        let status = state.authz.status();
+        let reason = status.last_error.unwrap_or_else(|| "no policy loaded yet".into());
+        error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+    }
+}
+
+async fn status(State(state): State<AppState>) -> Response {
+    axum::Json(state.authz.status()).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let s = state.authz.status();
+    let c = &state.counters;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let text = format!(
+        "# HELP wasmgate_policy_ready Whether a policy version is loaded.\n\
+         # TYPE wasmgate_policy_ready gauge\n\
+         wasmgate_policy_ready {}\n\
+         # HELP wasmgate_reloads_total Policy versions built, by outcome.\n\
+         # TYPE wasmgate_reloads_total counter\n\
+         wasmgate_reloads_total{{outcome=\"ok\"}} {}\n\
+         wasmgate_reloads_total{{outcome=\"failed\"}} {}\n\
+         # HELP wasmgate_decisions_total HTTP decisions, by outcome.\n\
+         # TYPE wasmgate_decisions_total counter\n\
+         wasmgate_decisions_total{{outcome=\"defined\"}} {}\n\
+         wasmgate_decisions_total{{outcome=\"undefined\"}} {}\n\
+         wasmgate_decisions_total{{outcome=\"client_error\"}} {}\n\
+         wasmgate_decisions_total{{outcome=\"error\"}} {}\n",
+        u8::from(s.ready),
+        s.reloads_ok,
+        s.reloads_failed,
+        load(&c.defined),
+        load(&c.undefined),
+        load(&c.client_errors),
+        load(&c.failed),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
