@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wasmtime::{
-    Caller, Engine, Extern, ExternType, Func, Instance, Memory,
-    MemoryType, Module, Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, Val,
+    Caller, Engine, Extern, ExternType, Func, Instance, Memory, MemoryType, Module, Store,
+    StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, Val,
 };
 
 use crate::builtins::{Builtin, Builtins};
@@ -67,7 +67,9 @@ pub enum AbiError {
         .0.join(", ")
     )]
     MissingBuiltins(Vec<String>),
-    #[error("the policy needs {needed} bytes of memory but the cap is {cap} bytes (wasmgate.max_memory)")]
+    #[error(
+        "the policy needs {needed} bytes of memory but the cap is {cap} bytes (wasmgate.max_memory)"
+    )]
     MemoryCap { needed: u64, cap: u64 },
     #[error("could not instantiate the policy module: {0}")]
     Instantiate(String),
@@ -178,7 +180,8 @@ impl CompiledPolicy {
     /// available in `builtins` — a missing one is a load error now, not a failure at the
     /// first decision that happens to call it.
     pub fn compile(wasm: &[u8], builtins: &Builtins, limits: Limits) -> Result<Self, AbiError> {
-        let module = Module::new(engine(), wasm).map_err(|e| AbiError::InvalidModule(format!("{e:#}")))?;
+        let module =
+            Module::new(engine(), wasm).map_err(|e| AbiError::InvalidModule(format!("{e:#}")))?;
         let (imports, declared_min) = check_imports(&module)?;
         check_exports(&module)?;
 
@@ -275,7 +278,10 @@ impl CompiledPolicy {
 
         let memory = Memory::new(
             &mut store,
-            MemoryType::new(self.memory_min_pages as u32, Some(self.memory_max_pages as u32)),
+            MemoryType::new(
+                self.memory_min_pages as u32,
+                Some(self.memory_max_pages as u32),
+            ),
         )
         .map_err(|e| AbiError::Instantiate(format!("creating memory: {e:#}")))?;
         let externs: Vec<Extern> = self
@@ -322,6 +328,9 @@ struct HostState {
     abort: Option<String>,
 }
 
+/// `opa_eval(reserved, entrypoint, data, input_addr, input_len, heap_ptr, format) -> str_addr`.
+type OpaEval = TypedFunc<(i32, i32, i32, i32, i32, i32, i32), i32>;
+
 /// Typed handles to the exports the host calls. Resolved once per instance.
 #[derive(Clone)]
 struct Exports {
@@ -338,7 +347,7 @@ struct Exports {
     eval: TypedFunc<i32, i32>,
     entrypoints: TypedFunc<(), i32>,
     builtins: TypedFunc<(), i32>,
-    eval_fast: Option<TypedFunc<(i32, i32, i32, i32, i32, i32, i32), i32>>,
+    eval_fast: Option<OpaEval>,
 }
 
 impl Exports {
@@ -469,7 +478,9 @@ impl PolicyInstance {
             .parse_json(data_json)
             .map_err(|e| AbiError::Data(self.describe(e).to_string()))?;
         if addr == 0 {
-            return Err(AbiError::Data("the policy could not parse the data document".into()));
+            return Err(AbiError::Data(
+                "the policy could not parse the data document".into(),
+            ));
         }
         self.data = addr;
         self.base_heap = self.heap_ptr()?;
@@ -477,9 +488,14 @@ impl PolicyInstance {
     }
 
     fn parse_json(&mut self, json: &[u8]) -> wasmtime::Result<i32> {
-        let addr = self.exports.malloc.call(&mut self.store, json.len() as i32)?;
+        let addr = self
+            .exports
+            .malloc
+            .call(&mut self.store, json.len() as i32)?;
         self.write_at(addr, json)?;
-        self.exports.json_parse.call(&mut self.store, (addr, json.len() as i32))
+        self.exports
+            .json_parse
+            .call(&mut self.store, (addr, json.len() as i32))
     }
 
     /// Copy `bytes` to `addr`, growing memory if needed; returns the next 8-aligned address.
@@ -508,7 +524,10 @@ impl PolicyInstance {
                     Val::I32(v) => Ok(v),
                     other => Err(AbiError::WrongExportType {
                         name: name.to_string(),
-                        detail: format!("expected an i32 global, found {:?}", other.ty(&self.store)),
+                        detail: format!(
+                            "expected an i32 global, found {:?}",
+                            other.ty(&self.store)
+                        ),
                     }),
                 },
             }
@@ -579,8 +598,8 @@ fn read_cstr(memory: &[u8], addr: i32) -> wasmtime::Result<String> {
         .iter()
         .position(|&b| b == 0)
         .ok_or_else(|| wasmtime::format_err!("string at {start:#x} is not NUL-terminated"))?;
-    Ok(String::from_utf8(tail[..len].to_vec())
-        .map_err(|e| wasmtime::format_err!("string at {start:#x} is not UTF-8: {e}"))?)
+    String::from_utf8(tail[..len].to_vec())
+        .map_err(|e| wasmtime::format_err!("string at {start:#x} is not UTF-8: {e}"))
 }
 
 fn host_abort(mut caller: Caller<'_, HostState>, addr: i32) -> wasmtime::Result<()> {
@@ -604,12 +623,16 @@ fn host_println(caller: Caller<'_, HostState>, addr: i32) {
 /// The `opa_builtinN` import for arity `n`: `(builtin_id, ctx, args...) -> value_addr`.
 fn builtin_import(store: &mut Store<HostState>, arity: usize) -> Func {
     match arity {
-        0 => Func::wrap(&mut *store, |mut c: Caller<'_, HostState>, id: i32, _ctx: i32| {
-            call_builtin(&mut c, id, &[])
-        }),
-        1 => Func::wrap(&mut *store, |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32| {
-            call_builtin(&mut c, id, &[a])
-        }),
+        0 => Func::wrap(
+            &mut *store,
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32| call_builtin(&mut c, id, &[]),
+        ),
+        1 => Func::wrap(
+            &mut *store,
+            |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32| {
+                call_builtin(&mut c, id, &[a])
+            },
+        ),
         2 => Func::wrap(
             &mut *store,
             |mut c: Caller<'_, HostState>, id: i32, _ctx: i32, a: i32, b: i32| {
@@ -634,7 +657,11 @@ fn builtin_import(store: &mut Store<HostState>, arity: usize) -> Func {
 /// Dispatch a builtin call from the policy: dump each argument to JSON, call the Rust
 /// builtin, and hand the result back as a parsed value. A failing builtin returns 0 (NULL),
 /// which the compiled policy treats as undefined — OPA's non-strict semantics.
-fn call_builtin(caller: &mut Caller<'_, HostState>, id: i32, args: &[i32]) -> wasmtime::Result<i32> {
+fn call_builtin(
+    caller: &mut Caller<'_, HostState>,
+    id: i32,
+    args: &[i32],
+) -> wasmtime::Result<i32> {
     let state = caller.data();
     let builtin = state
         .builtins
@@ -642,7 +669,10 @@ fn call_builtin(caller: &mut Caller<'_, HostState>, id: i32, args: &[i32]) -> wa
         .and_then(Option::as_ref)
         .cloned()
         .ok_or_else(|| wasmtime::format_err!("the policy called unknown builtin id {id}"))?;
-    let exports = state.exports.clone().expect("exports are set before evaluation");
+    let exports = state
+        .exports
+        .clone()
+        .expect("exports are set before evaluation");
     let memory = state.memory.expect("memory is set before evaluation");
 
     let mut values = Vec::with_capacity(args.len());
@@ -666,7 +696,9 @@ fn call_builtin(caller: &mut Caller<'_, HostState>, id: i32, args: &[i32]) -> wa
         .get_mut(start..start + bytes.len())
         .ok_or_else(|| wasmtime::format_err!("opa_malloc returned an address outside memory"))?
         .copy_from_slice(&bytes);
-    exports.json_parse.call(&mut *caller, (addr, bytes.len() as i32))
+    exports
+        .json_parse
+        .call(&mut *caller, (addr, bytes.len() as i32))
 }
 
 fn check_imports(module: &Module) -> Result<(Vec<ImportSlot>, u64), AbiError> {
@@ -741,11 +773,14 @@ fn resolve_builtins(
     if !missing.is_empty() {
         return Err(AbiError::MissingBuiltins(missing));
     }
-    let len = wanted.values().map(|&id| id.max(0) as usize + 1).max().unwrap_or(0);
+    let len = wanted
+        .values()
+        .map(|&id| id.max(0) as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut by_id = vec![None; len];
     for (name, &id) in wanted {
         by_id[id.max(0) as usize] = builtins.get(name).cloned();
     }
     Ok(Arc::from(by_id))
 }
-

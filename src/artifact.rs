@@ -66,7 +66,9 @@ impl PolicyArtifact {
                 .map_err(|source| ArtifactError::Bundle { name, source });
         }
         match String::from_utf8(bytes) {
-            Ok(text) if !text.contains('\0') => Ok(Self::Rego(vec![RegoSource { path: name, text }])),
+            Ok(text) if !text.contains('\0') => {
+                Ok(Self::Rego(vec![RegoSource { path: name, text }]))
+            }
             _ => Err(ArtifactError::Unrecognised { name }),
         }
     }
@@ -87,7 +89,10 @@ mod tests {
     use crate::bundle::{BundleLimits, write_bundle};
 
     fn classify(bytes: &[u8]) -> Result<PolicyArtifact, ArtifactError> {
-        let content = PolicyContent::File { name: "policy.bin".into(), bytes: bytes.to_vec() };
+        let content = PolicyContent::File {
+            name: "policy.bin".into(),
+            bytes: bytes.to_vec(),
+        };
         PolicyArtifact::from_content(content, &BundleLimits::default())
     }
 
@@ -113,7 +118,10 @@ mod tests {
     #[test]
     fn binary_garbage_is_rejected_naming_the_file() {
         let err = classify(&[0xff, 0xfe, 0, 1]).unwrap_err();
-        assert!(err.to_string().starts_with("policy.bin: not a policy"), "{err}");
+        assert!(
+            err.to_string().starts_with("policy.bin: not a policy"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ use tokio::task::JoinHandle;
 
 use crate::artifact::PolicyContent;
 use crate::config::{Backend, Config, EngineChoice, FileSource, Settings};
-use crate::policy::{EngineKind, EnginePreference, EvalError, LoadError, LoadOptions, Loader, PolicyInfo, PolicySet};
+use crate::policy::{
+    EngineKind, EnginePreference, EvalError, LoadError, LoadOptions, Loader, PolicyInfo, PolicySet,
+};
 use crate::source::local::{self, SourceError};
 
 /// The answer to one question, with the policy version that gave it.
@@ -37,7 +39,10 @@ pub enum DecisionError {
     #[error("no policy is loaded yet")]
     NoPolicy,
     #[error("{source} (policy revision {revision})")]
-    Eval { source: EvalError, revision: Arc<str> },
+    Eval {
+        source: EvalError,
+        revision: Arc<str>,
+    },
 }
 
 /// Why the authorizer could not start.
@@ -110,7 +115,8 @@ impl Shared {
     fn record_failure(&self, error: &ReloadError) {
         tracing::error!(error = %error, "policy update rejected; the last good version keeps serving");
         self.reloads_failed.fetch_add(1, Ordering::Relaxed);
-        self.health.lock().expect("health lock").last_error = Some((error.to_string(), SystemTime::now()));
+        self.health.lock().expect("health lock").last_error =
+            Some((error.to_string(), SystemTime::now()));
     }
 }
 
@@ -135,7 +141,9 @@ pub struct Authorizer {
 
 impl std::fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authorizer").field("source", &self.shared.source).finish_non_exhaustive()
+        f.debug_struct("Authorizer")
+            .field("source", &self.shared.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,9 +179,16 @@ impl Authorizer {
     }
 
     /// [`Authorizer::start`] with a custom builtin registry.
-    pub async fn start_with(config: Config, builtins: crate::builtins::Builtins) -> Result<Self, StartError> {
+    pub async fn start_with(
+        config: Config,
+        builtins: crate::builtins::Builtins,
+    ) -> Result<Self, StartError> {
         let local = match config.authorization.backend {
-            Backend::Local => config.authorization.local.clone().ok_or(StartError::NoLocal)?,
+            Backend::Local => config
+                .authorization
+                .local
+                .clone()
+                .ok_or(StartError::NoLocal)?,
             Backend::Bundle => return Err(StartError::Unsupported("bundle")),
             Backend::Object => return Err(StartError::Unsupported("object")),
         };
@@ -187,7 +202,11 @@ impl Authorizer {
             .cloned()
             .unwrap_or_else(|| "flipt/authz/v1/allow".into());
         let source = match &local.data {
-            Some(d) => format!("policy {} + data {}", local.policy.path.display(), d.path.display()),
+            Some(d) => format!(
+                "policy {} + data {}",
+                local.policy.path.display(),
+                d.path.display()
+            ),
             None => format!("policy {}", local.policy.path.display()),
         };
         let max_bytes = options.bundle_limits.max_bytes;
@@ -209,7 +228,9 @@ impl Authorizer {
         match poller.load_everything().await {
             Ok(set) => shared.swap_in(set),
             Err(e) if config.wasmgate.start_degraded => {
-                tracing::warn!("starting degraded (wasmgate.start_degraded): every decision is denied until a policy loads");
+                tracing::warn!(
+                    "starting degraded (wasmgate.start_degraded): every decision is denied until a policy loads"
+                );
                 shared.record_failure(&e);
             }
             Err(e) => return Err(e.into()),
@@ -229,12 +250,23 @@ impl Authorizer {
 
     /// Evaluate with the input as JSON text (`None`: no input document), skipping a parse
     /// on the Wasm path.
-    pub fn evaluate_json(&self, entrypoint: &str, input_json: Option<&[u8]>) -> Result<Decision, DecisionError> {
+    pub fn evaluate_json(
+        &self,
+        entrypoint: &str,
+        input_json: Option<&[u8]>,
+    ) -> Result<Decision, DecisionError> {
         self.decide(|set| set.evaluate_json(entrypoint, input_json))
     }
 
-    fn decide(&self, eval: impl FnOnce(&PolicySet) -> Result<Option<Value>, EvalError>) -> Result<Decision, DecisionError> {
-        let set = self.shared.current.load_full().ok_or(DecisionError::NoPolicy)?;
+    fn decide(
+        &self,
+        eval: impl FnOnce(&PolicySet) -> Result<Option<Value>, EvalError>,
+    ) -> Result<Decision, DecisionError> {
+        let set = self
+            .shared
+            .current
+            .load_full()
+            .ok_or(DecisionError::NoPolicy)?;
         let info = set.info();
         match eval(&set) {
             Ok(result) => Ok(Decision {
@@ -254,9 +286,16 @@ impl Authorizer {
     /// error or no policy all deny, and the reason is logged.
     pub fn is_allowed(&self, input: &Value) -> bool {
         match self.evaluate(&self.shared.allow_entrypoint, input) {
-            Ok(Decision { result: Some(Value::Bool(allowed)), .. }) => allowed,
+            Ok(Decision {
+                result: Some(Value::Bool(allowed)),
+                ..
+            }) => allowed,
             Ok(Decision { result: None, .. }) => false,
-            Ok(Decision { result: Some(other), revision, .. }) => {
+            Ok(Decision {
+                result: Some(other),
+                revision,
+                ..
+            }) => {
                 tracing::warn!(%revision, "deny: {} returned a non-boolean: {other}", self.shared.allow_entrypoint);
                 false
             }
@@ -321,7 +360,11 @@ impl LocalPoller {
 
     /// Build a version off the async runtime (it may run `opa` and compile Wasm) and, on
     /// success, remember its inputs.
-    async fn build(&mut self, policy: PolicyContent, data: Option<(Value, String)>) -> Result<PolicySet, ReloadError> {
+    async fn build(
+        &mut self,
+        policy: PolicyContent,
+        data: Option<(Value, String)>,
+    ) -> Result<PolicySet, ReloadError> {
         let loader = Arc::clone(&self.loader);
         let (p, d) = (policy.clone(), data.as_ref().map(|(v, _)| v.clone()));
         let set = tokio::task::spawn_blocking(move || loader.load(p, d))
@@ -338,7 +381,11 @@ impl LocalPoller {
     async fn run(mut self, shared: Arc<Shared>) {
         let mut policy_tick = ticker(self.policy.poll_interval);
         // With no data file the data timer never fires.
-        let mut data_tick = ticker(self.data.as_ref().map_or(Duration::from_secs(86_400 * 365), |d| d.poll_interval));
+        let mut data_tick = ticker(
+            self.data
+                .as_ref()
+                .map_or(Duration::from_secs(86_400 * 365), |d| d.poll_interval),
+        );
         policy_tick.tick().await;
         data_tick.tick().await;
         loop {
@@ -346,7 +393,11 @@ impl LocalPoller {
                 _ = policy_tick.tick() => true,
                 _ = data_tick.tick(), if self.data.is_some() => false,
             };
-            let outcome = if policy_due { self.poll_policy().await } else { self.poll_data().await };
+            let outcome = if policy_due {
+                self.poll_policy().await
+            } else {
+                self.poll_data().await
+            };
             match outcome {
                 Ok(Some(set)) => shared.swap_in(set),
                 Ok(None) => {}
@@ -374,7 +425,9 @@ impl LocalPoller {
     }
 
     async fn poll_data(&mut self) -> Result<Option<PolicySet>, ReloadError> {
-        let Some(source) = &self.data else { return Ok(None) };
+        let Some(source) = &self.data else {
+            return Ok(None);
+        };
         let path: PathBuf = source.path.clone();
         let (value, hash) = local::read_data(&path, self.max_bytes)?;
         let policy = match &self.good {

@@ -199,7 +199,10 @@ mod tests {
 
     #[test]
     fn is_auth_method_is_false_for_another_method() {
-        assert_eq!(call(json!({"authentication": {"method": 1}}), "jwt"), Ok(json!(false)));
+        assert_eq!(
+            call(json!({"authentication": {"method": 1}}), "jwt"),
+            Ok(json!(false))
+        );
     }
 
     #[test]

@@ -15,7 +15,11 @@ use wasmgate::policy::{EnginePreference, LoadOptions, Loader};
 use wasmgate::source::local;
 
 #[derive(Parser)]
-#[command(name = "wasmgate", version, about = "Evaluate OPA policies compiled to WebAssembly")]
+#[command(
+    name = "wasmgate",
+    version,
+    about = "Evaluate OPA policies compiled to WebAssembly"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -144,7 +148,9 @@ fn eval(args: EvalArgs) -> Result<()> {
 fn read_input(path: &Path) -> Result<Vec<u8>> {
     let bytes = if path == Path::new("-") {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading input from stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading input from stdin")?;
         buf
     } else {
         std::fs::read(path).with_context(|| format!("reading input {}", path.display()))?

@@ -35,7 +35,9 @@ pub enum OpaError {
         status: std::process::ExitStatus,
         stderr: String,
     },
-    #[error("`opa capabilities --current` printed something that is not a capabilities document: {0}")]
+    #[error(
+        "`opa capabilities --current` printed something that is not a capabilities document: {0}"
+    )]
     Capabilities(String),
     #[error("preparing the build directory: {0}")]
     Io(#[from] std::io::Error),
@@ -45,7 +47,11 @@ pub enum OpaError {
 
 /// Find `opa`: the configured path first, then `$WASMGATE_OPA`, then `PATH`.
 pub fn locate(configured: Option<&Path>) -> Result<PathBuf, OpaError> {
-    locate_with(configured, std::env::var_os(OPA_ENV).map(PathBuf::from), std::env::var_os("PATH"))
+    locate_with(
+        configured,
+        std::env::var_os(OPA_ENV).map(PathBuf::from),
+        std::env::var_os("PATH"),
+    )
 }
 
 fn locate_with(
@@ -76,11 +82,17 @@ pub fn build_wasm_bundle(
     entrypoints: &[String],
     builtins: &Builtins,
 ) -> Result<Vec<u8>, OpaError> {
-    let work = tempfile::Builder::new().prefix("wasmgate-opa-build").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("wasmgate-opa-build")
+        .tempdir()?;
     let src_dir = work.path().join("src");
     for source in sources {
         let rel = Path::new(&source.path);
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
             return Err(OpaError::UnsafePath(source.path.clone()));
         }
         let dest = src_dir.join(rel);
@@ -113,7 +125,11 @@ fn capabilities(opa: &Path, builtins: &Builtins) -> Result<Vec<u8>, OpaError> {
         .get_mut("builtins")
         .and_then(serde_json::Value::as_array_mut)
         .ok_or_else(|| OpaError::Capabilities("no `builtins` array".into()))?;
-    list.retain(|b| b.get("name").and_then(|n| n.as_str()).is_none_or(|n| builtins.get(n).is_none()));
+    list.retain(|b| {
+        b.get("name")
+            .and_then(|n| n.as_str())
+            .is_none_or(|n| builtins.get(n).is_none())
+    });
     list.extend(builtins.iter().map(|b| b.capability()));
     Ok(serde_json::to_vec_pretty(&caps).expect("JSON values serialise"))
 }
@@ -144,7 +160,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let configured = dir.path().join("my-opa");
         std::fs::write(&configured, "").unwrap();
-        let found = locate_with(Some(&configured), Some("/nonexistent/env-opa".into()), None).unwrap();
+        let found =
+            locate_with(Some(&configured), Some("/nonexistent/env-opa".into()), None).unwrap();
         assert_eq!(found, configured);
     }
 
@@ -153,7 +170,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let from_env = dir.path().join("env-opa");
         std::fs::write(&from_env, "").unwrap();
-        assert_eq!(locate_with(None, Some(from_env.clone()), None).unwrap(), from_env);
+        assert_eq!(
+            locate_with(None, Some(from_env.clone()), None).unwrap(),
+            from_env
+        );
     }
 
     #[test]
@@ -161,7 +181,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("opa"), "").unwrap();
         let path_var = std::env::join_paths([Path::new("/nonexistent"), dir.path()]).unwrap();
-        assert_eq!(locate_with(None, None, Some(path_var)).unwrap(), dir.path().join("opa"));
+        assert_eq!(
+            locate_with(None, None, Some(path_var)).unwrap(),
+            dir.path().join("opa")
+        );
     }
 
     #[test]
@@ -181,8 +204,12 @@ mod tests {
 
     #[test]
     fn source_paths_escaping_the_build_dir_are_refused() {
-        let sources = [RegoSource { path: "../evil.rego".into(), text: String::new() }];
-        let err = build_wasm_bundle(Path::new("/bin/true"), &sources, &[], &Builtins::empty()).unwrap_err();
+        let sources = [RegoSource {
+            path: "../evil.rego".into(),
+            text: String::new(),
+        }];
+        let err = build_wasm_bundle(Path::new("/bin/true"), &sources, &[], &Builtins::empty())
+            .unwrap_err();
         assert!(matches!(err, OpaError::UnsafePath(_)), "{err}");
     }
 }

@@ -66,7 +66,9 @@ pub enum LoadError {
     Interp(#[from] InterpError),
     #[error("merging the data document into the bundle data: {0}")]
     Data(BundleError),
-    #[error("the interpreted engine needs Rego sources, but the policy is a compiled Wasm module{0}")]
+    #[error(
+        "the interpreted engine needs Rego sources, but the policy is a compiled Wasm module{0}"
+    )]
     NoRegoSources(&'static str),
     #[error("the bundle holds neither a Wasm module nor Rego sources")]
     EmptyBundle,
@@ -114,8 +116,8 @@ impl LoadOptions {
 }
 
 enum Evaluator {
-    Wasm(InstancePool),
-    Interpreted(InterpretedPolicy),
+    Wasm(Box<InstancePool>),
+    Interpreted(Box<InterpretedPolicy>),
 }
 
 /// One immutable policy version: the evaluator with its data, and where it came from.
@@ -174,7 +176,11 @@ impl PolicySet {
 
     /// Evaluate with the input given as JSON text (`None`: no input document). The fast path
     /// for callers that already hold JSON bytes, such as the HTTP server.
-    pub fn evaluate_json(&self, entrypoint: &str, input_json: Option<&[u8]>) -> Result<Option<Value>, EvalError> {
+    pub fn evaluate_json(
+        &self,
+        entrypoint: &str,
+        input_json: Option<&[u8]>,
+    ) -> Result<Option<Value>, EvalError> {
         let entrypoint = entrypoint.trim_matches('/');
         match &self.evaluator {
             Evaluator::Wasm(pool) => Ok(pool.evaluate(entrypoint, input_json)?),
@@ -192,13 +198,19 @@ impl PolicySet {
     }
 
     /// Evaluate with an input document (`None`: no input document).
-    pub fn evaluate(&self, entrypoint: &str, input: Option<&Value>) -> Result<Option<Value>, EvalError> {
+    pub fn evaluate(
+        &self,
+        entrypoint: &str,
+        input: Option<&Value>,
+    ) -> Result<Option<Value>, EvalError> {
         match &self.evaluator {
             Evaluator::Wasm(pool) => {
                 let json = input.map(|v| serde_json::to_vec(v).expect("JSON values serialise"));
                 Ok(pool.evaluate(entrypoint.trim_matches('/'), json.as_deref())?)
             }
-            Evaluator::Interpreted(policy) => Ok(policy.evaluate(entrypoint.trim_matches('/'), input)?),
+            Evaluator::Interpreted(policy) => {
+                Ok(policy.evaluate(entrypoint.trim_matches('/'), input)?)
+            }
         }
     }
 }
@@ -208,16 +220,16 @@ impl PolicySet {
 /// milliseconds instead of recompiling.
 pub struct Loader {
     options: LoadOptions,
-    modules: Mutex<Option<(String, Arc<CompiledPolicy>)>>,
-    opa_builds: Mutex<Option<(String, Vec<u8>)>>,
+    modules: LastBuilt<Arc<CompiledPolicy>>,
+    opa_builds: LastBuilt<Vec<u8>>,
 }
 
 impl Loader {
     pub fn new(options: LoadOptions) -> Self {
         Self {
             options,
-            modules: Mutex::new(None),
-            opa_builds: Mutex::new(None),
+            modules: LastBuilt::default(),
+            opa_builds: LastBuilt::default(),
         }
     }
 
@@ -234,8 +246,15 @@ impl Loader {
         let artifact_kind = artifact.kind();
 
         let (wasm, rego, mut merged, bundle_revision) = match artifact {
-            PolicyArtifact::Wasm(bytes) => (Some(bytes), Vec::new(), Value::Object(Default::default()), None),
-            PolicyArtifact::Rego(sources) => (None, sources, Value::Object(Default::default()), None),
+            PolicyArtifact::Wasm(bytes) => (
+                Some(bytes),
+                Vec::new(),
+                Value::Object(Default::default()),
+                None,
+            ),
+            PolicyArtifact::Rego(sources) => {
+                (None, sources, Value::Object(Default::default()), None)
+            }
             PolicyArtifact::Bundle(bundle) => {
                 if bundle.wasm.is_none() && bundle.rego.is_empty() {
                     return Err(LoadError::EmptyBundle);
@@ -254,11 +273,19 @@ impl Loader {
                 let entrypoints = compiled.entrypoints().keys().cloned().collect();
                 let size = self.options.pool_size();
                 let pool = InstancePool::new(compiled, Arc::from(data_json), size, size * 2)?;
-                (EngineKind::Wasm, Evaluator::Wasm(pool), entrypoints)
+                (
+                    EngineKind::Wasm,
+                    Evaluator::Wasm(Box::new(pool)),
+                    entrypoints,
+                )
             }
             Choice::Interpreted => {
                 let policy = InterpretedPolicy::new(&rego, &merged, &self.options.builtins)?;
-                (EngineKind::Interpreted, Evaluator::Interpreted(policy), Vec::new())
+                (
+                    EngineKind::Interpreted,
+                    Evaluator::Interpreted(Box::new(policy)),
+                    Vec::new(),
+                )
             }
         };
         let revision = revision_of(bundle_revision.as_deref(), &policy_hash, &data_hash);
@@ -279,11 +306,20 @@ impl Loader {
 
     /// Pick the engine: a Wasm module is run as is; Rego is compiled with `opa` when the
     /// preference allows, else interpreted.
-    fn choose(&self, wasm: Option<Vec<u8>>, rego: &[RegoSource], kind: &'static str) -> Result<Choice, LoadError> {
+    fn choose(
+        &self,
+        wasm: Option<Vec<u8>>,
+        rego: &[RegoSource],
+        kind: &'static str,
+    ) -> Result<Choice, LoadError> {
         match (self.options.engine, wasm) {
-            (EnginePreference::Interpreted, _) if rego.is_empty() => Err(LoadError::NoRegoSources(
-                if kind == "bundle" { " (the bundle carries no .rego files)" } else { "" },
-            )),
+            (EnginePreference::Interpreted, _) if rego.is_empty() => {
+                Err(LoadError::NoRegoSources(if kind == "bundle" {
+                    " (the bundle carries no .rego files)"
+                } else {
+                    ""
+                }))
+            }
             (EnginePreference::Interpreted, _) => Ok(Choice::Interpreted),
             (_, Some(wasm)) => Ok(Choice::Wasm(wasm)),
             (preference, None) => {
@@ -313,32 +349,60 @@ impl Loader {
         }
         hasher.update(self.options.entrypoints.join("\0").as_bytes());
         let key = hex::encode(hasher.finalize());
-        if let Some((k, wasm)) = &*self.opa_builds.lock().expect("cache lock") {
-            if *k == key {
-                return Ok(wasm.clone());
-            }
+        if let Some(wasm) = self.opa_builds.get(&key) {
+            return Ok(wasm);
         }
         tracing::info!(opa = %opa.display(), entrypoints = ?self.options.entrypoints, "compiling Rego to Wasm with opa build");
-        let bundle = opa_cli::build_wasm_bundle(opa, rego, &self.options.entrypoints, &self.options.builtins)?;
-        let bundle =
-            crate::bundle::read_bundle(&bundle, &self.options.bundle_limits).map_err(LoadError::OpaOutput)?;
+        let bundle = opa_cli::build_wasm_bundle(
+            opa,
+            rego,
+            &self.options.entrypoints,
+            &self.options.builtins,
+        )?;
+        let bundle = crate::bundle::read_bundle(&bundle, &self.options.bundle_limits)
+            .map_err(LoadError::OpaOutput)?;
         let wasm = bundle
             .wasm
             .ok_or_else(|| LoadError::OpaOutput(BundleError::MissingWasm("/policy.wasm".into())))?;
-        *self.opa_builds.lock().expect("cache lock") = Some((key, wasm.clone()));
+        self.opa_builds.put(key, wasm.clone());
         Ok(wasm)
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Arc<CompiledPolicy>, LoadError> {
         let key = hex::encode(Sha256::digest(wasm));
-        if let Some((k, compiled)) = &*self.modules.lock().expect("cache lock") {
-            if *k == key {
-                return Ok(Arc::clone(compiled));
-            }
+        if let Some(compiled) = self.modules.get(&key) {
+            return Ok(compiled);
         }
-        let compiled = Arc::new(CompiledPolicy::compile(wasm, &self.options.builtins, self.options.limits)?);
-        *self.modules.lock().expect("cache lock") = Some((key, Arc::clone(&compiled)));
+        let compiled = Arc::new(CompiledPolicy::compile(
+            wasm,
+            &self.options.builtins,
+            self.options.limits,
+        )?);
+        self.modules.put(key, Arc::clone(&compiled));
         Ok(compiled)
+    }
+}
+
+/// The most recent build product, by content hash. One entry is enough: reloads mostly
+/// change data (same module) or move to a new module for good.
+struct LastBuilt<T>(Mutex<Option<(String, T)>>);
+
+impl<T> Default for LastBuilt<T> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> LastBuilt<T> {
+    fn get(&self, key: &str) -> Option<T> {
+        match &*self.0.lock().expect("cache lock") {
+            Some((k, v)) if k == key => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: String, value: T) {
+        *self.0.lock().expect("cache lock") = Some((key, value));
     }
 }
 

@@ -45,7 +45,11 @@ impl InstancePool {
     }
 
     /// Evaluate `entrypoint` with an input document given as JSON text.
-    pub fn evaluate(&self, entrypoint: &str, input_json: Option<&[u8]>) -> Result<Option<Value>, AbiError> {
+    pub fn evaluate(
+        &self,
+        entrypoint: &str,
+        input_json: Option<&[u8]>,
+    ) -> Result<Option<Value>, AbiError> {
         let id = self.compiled.entrypoint_id(entrypoint)?;
         let mut instance = match self.idle.pop() {
             Some(instance) => instance,

@@ -22,8 +22,8 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::authorizer::{Authorizer, DecisionError};
 use crate::policy::EvalError;
@@ -72,14 +72,22 @@ pub async fn serve(
 }
 
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response {
-    (status, axum::Json(json!({"code": code, "message": message.to_string()}))).into_response()
+    (
+        status,
+        axum::Json(json!({"code": code, "message": message.to_string()})),
+    )
+        .into_response()
 }
 
 async fn get_decision(State(state): State<AppState>, Path(path): Path<String>) -> Response {
     decide(&state, &path, None)
 }
 
-async fn post_decision(State(state): State<AppState>, Path(path): Path<String>, body: Bytes) -> Response {
+async fn post_decision(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    body: Bytes,
+) -> Response {
     if body.iter().all(u8::is_ascii_whitespace) {
         return decide(&state, &path, None);
     }
@@ -95,7 +103,11 @@ async fn post_decision(State(state): State<AppState>, Path(path): Path<String>, 
             );
         }
     };
-    decide(&state, &path, doc.get("input").map(|raw| raw.get().as_bytes()))
+    decide(
+        &state,
+        &path,
+        doc.get("input").map(|raw| raw.get().as_bytes()),
+    )
 }
 
 fn decide(state: &AppState, path: &str, input: Option<&[u8]>) -> Response {
@@ -121,18 +133,33 @@ fn decide(state: &AppState, path: &str, input: Option<&[u8]>) -> Response {
         }
         Err(DecisionError::NoPolicy) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
-            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "no policy is loaded yet; see /v1/status")
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "no policy is loaded yet; see /v1/status",
+            )
         }
-        Err(DecisionError::Eval { source: EvalError::UnknownEntrypoint(ep), revision }) => {
+        Err(DecisionError::Eval {
+            source: EvalError::UnknownEntrypoint(ep),
+            revision,
+        }) => {
             counters.client_errors.fetch_add(1, Ordering::Relaxed);
             error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                format!("entrypoint `{ep}` is not compiled into policy revision {revision}; add it to wasmgate.entrypoints"),
+                format!(
+                    "entrypoint `{ep}` is not compiled into policy revision {revision}; add it to wasmgate.entrypoints"
+                ),
             )
         }
-        Err(DecisionError::Eval { source: EvalError::Interpreted(e), .. })
-            if matches!(e, crate::interp::InterpError::Input { .. } | crate::interp::InterpError::Entrypoint { .. }) =>
+        Err(DecisionError::Eval {
+            source: EvalError::Interpreted(e),
+            ..
+        }) if matches!(
+            e,
+            crate::interp::InterpError::Input { .. }
+                | crate::interp::InterpError::Entrypoint { .. }
+        ) =>
         {
             counters.client_errors.fetch_add(1, Ordering::Relaxed);
             error(StatusCode::BAD_REQUEST, "invalid_parameter", e)
@@ -150,7 +177,9 @@ async fn health(State(state): State<AppState>) -> Response {
         axum::Json(json!({})).into_response()
     } else {
         let status = state.authz.status();
-        let reason = status.last_error.unwrap_or_else(|| "no policy loaded yet".into());
+        let reason = status
+            .last_error
+            .unwrap_or_else(|| "no policy loaded yet".into());
         error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
     }
 }

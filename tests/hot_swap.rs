@@ -22,7 +22,10 @@ const BUILD_SLACK: Duration = Duration::from_secs(2);
 
 fn policy(tag: &str) -> Vec<u8> {
     OpaDouble::new()
-        .returns("test/decision", &format!(r#"[{{"result":{{"policy":"{tag}","data":$DATA}}}}]"#))
+        .returns(
+            "test/decision",
+            &format!(r#"[{{"result":{{"policy":"{tag}","data":$DATA}}}}]"#),
+        )
         .wasm()
 }
 
@@ -43,11 +46,17 @@ fn write(path: &Path, bytes: &[u8]) {
 fn wait_for(authz: &Authorizer, what: &str, pred: impl Fn(&Value) -> bool) -> Duration {
     let start = Instant::now();
     loop {
-        let d = authz.evaluate("test/decision", &json!({})).expect("decision");
+        let d = authz
+            .evaluate("test/decision", &json!({}))
+            .expect("decision");
         if pred(d.result.as_ref().unwrap()) {
             return start.elapsed();
         }
-        assert!(start.elapsed() < POLL + BUILD_SLACK, "{what} not observed within {:?}", POLL + BUILD_SLACK);
+        assert!(
+            start.elapsed() < POLL + BUILD_SLACK,
+            "{what} not observed within {:?}",
+            POLL + BUILD_SLACK
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -58,7 +67,9 @@ fn rewrites_under_load_swap_without_a_failed_or_mixed_decision() {
     write(&dir.path().join("policy.wasm"), &policy("v1"));
     write(&dir.path().join("data.json"), br#"{"version":1}"#);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let authz = rt.block_on(Authorizer::start(config(dir.path(), "policy.wasm", ""))).unwrap();
+    let authz = rt
+        .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "")))
+        .unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
@@ -74,7 +85,11 @@ fn rewrites_under_load_swap_without_a_failed_or_mixed_decision() {
                             let r = d.result.expect("defined");
                             seen.entry(d.revision.to_string())
                                 .or_default()
-                                .insert(format!("{}/{}", r["policy"].as_str().unwrap(), r["data"]["version"]));
+                                .insert(format!(
+                                    "{}/{}",
+                                    r["policy"].as_str().unwrap(),
+                                    r["data"]["version"]
+                                ));
                         }
                         Err(e) => {
                             eprintln!("failed decision: {e}");
@@ -105,17 +120,30 @@ fn rewrites_under_load_swap_without_a_failed_or_mixed_decision() {
             by_revision.entry(rev).or_default().extend(versions);
         }
     }
-    eprintln!("{total} decisions; data swap seen after {data_latency:?}, policy swap after {policy_latency:?}");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "no decision may fail during swaps");
+    eprintln!(
+        "{total} decisions; data swap seen after {data_latency:?}, policy swap after {policy_latency:?}"
+    );
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "no decision may fail during swaps"
+    );
     // Each revision answered from exactly one (policy, data) pair: never mixed.
     for (rev, versions) in &by_revision {
-        assert_eq!(versions.len(), 1, "revision {rev} answered from {versions:?}");
+        assert_eq!(
+            versions.len(),
+            1,
+            "revision {rev} answered from {versions:?}"
+        );
     }
     let pairs: BTreeSet<String> = by_revision.values().flatten().cloned().collect();
     let expected: BTreeSet<String> = ["v1/1", "v1/2", "v2/2"].map(String::from).into();
     assert_eq!(pairs, expected);
     let status = authz.status();
-    assert_eq!(status.reloads_ok, 3, "first load, data change, policy change");
+    assert_eq!(
+        status.reloads_ok, 3,
+        "first load, data change, policy change"
+    );
     assert_eq!(status.reloads_failed, 0);
 }
 
@@ -125,7 +153,9 @@ fn broken_policy_keeps_the_last_good_version_and_is_reported() {
     write(&dir.path().join("policy.wasm"), &policy("good"));
     write(&dir.path().join("data.json"), br#"{"version":1}"#);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let authz = rt.block_on(Authorizer::start(config(dir.path(), "policy.wasm", ""))).unwrap();
+    let authz = rt
+        .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "")))
+        .unwrap();
     let revision = authz.status().revision.unwrap();
 
     // A module without the OPA exports, then malformed data.
@@ -133,30 +163,54 @@ fn broken_policy_keeps_the_last_good_version_and_is_reported() {
     write(&dir.path().join("policy.wasm"), &not_opa);
     let deadline = Instant::now() + POLL + BUILD_SLACK;
     while authz.status().reloads_failed == 0 {
-        assert!(Instant::now() < deadline, "the broken policy was never noticed");
+        assert!(
+            Instant::now() < deadline,
+            "the broken policy was never noticed"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let status = authz.status();
     let error = status.last_error.expect("the failure is reported");
     assert!(error.contains("not an OPA policy module"), "{error}");
-    assert_eq!(status.revision.as_deref(), Some(&*revision), "the good version keeps serving");
+    assert_eq!(
+        status.revision.as_deref(),
+        Some(&*revision),
+        "the good version keeps serving"
+    );
     let d = authz.evaluate("test/decision", &json!({})).unwrap();
     assert_eq!(d.result.unwrap()["policy"], "good");
 
     write(&dir.path().join("data.json"), b"{ not json");
     let failed_before = authz.status().reloads_failed;
     let deadline = Instant::now() + POLL * 3 + BUILD_SLACK;
-    while !authz.status().last_error.unwrap_or_default().contains("data.json") {
-        assert!(Instant::now() < deadline, "the malformed data was never reported");
+    while !authz
+        .status()
+        .last_error
+        .unwrap_or_default()
+        .contains("data.json")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the malformed data was never reported"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(authz.status().reloads_failed > failed_before);
-    assert_eq!(authz.evaluate("test/decision", &json!({})).unwrap().result.unwrap()["data"]["version"], 1);
+    assert_eq!(
+        authz
+            .evaluate("test/decision", &json!({}))
+            .unwrap()
+            .result
+            .unwrap()["data"]["version"],
+        1
+    );
 
     // Fixing both files recovers.
     write(&dir.path().join("policy.wasm"), &policy("fixed"));
     write(&dir.path().join("data.json"), br#"{"version":3}"#);
-    wait_for(&authz, "the fixed version", |r| r["policy"] == "fixed" && r["data"]["version"] == 3);
+    wait_for(&authz, "the fixed version", |r| {
+        r["policy"] == "fixed" && r["data"]["version"] == 3
+    });
 }
 
 #[test]
@@ -165,10 +219,17 @@ fn first_load_failure_fails_startup_naming_the_file() {
     write(&dir.path().join("policy.wasm"), b"\0asm garbage");
     write(&dir.path().join("data.json"), b"{}");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let err = rt.block_on(Authorizer::start(config(dir.path(), "policy.wasm", ""))).unwrap_err();
-    assert!(err.to_string().contains("not a valid WebAssembly module"), "{err}");
+    let err = rt
+        .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "")))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not a valid WebAssembly module"),
+        "{err}"
+    );
 
-    let err = rt.block_on(Authorizer::start(config(dir.path(), "missing.wasm", ""))).unwrap_err();
+    let err = rt
+        .block_on(Authorizer::start(config(dir.path(), "missing.wasm", "")))
+        .unwrap_err();
     assert!(err.to_string().contains("missing.wasm"), "{err}");
 }
 
@@ -178,16 +239,30 @@ fn start_degraded_denies_until_a_policy_loads() {
     write(&dir.path().join("data.json"), br#"{"version":1}"#);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let authz = rt
-        .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "  start_degraded: true\n")))
+        .block_on(Authorizer::start(config(
+            dir.path(),
+            "policy.wasm",
+            "  start_degraded: true\n",
+        )))
         .expect("degraded start succeeds");
     assert!(!authz.status().ready);
     assert!(authz.status().last_error.is_some());
-    assert!(matches!(authz.evaluate("test/decision", &json!({})), Err(wasmgate::DecisionError::NoPolicy)));
+    assert!(matches!(
+        authz.evaluate("test/decision", &json!({})),
+        Err(wasmgate::DecisionError::NoPolicy)
+    ));
     assert!(!authz.is_allowed(&json!({})), "no policy means deny");
 
     write(&dir.path().join("policy.wasm"), &policy("late"));
     wait_for_ready(&authz);
-    assert_eq!(authz.evaluate("test/decision", &json!({})).unwrap().result.unwrap()["policy"], "late");
+    assert_eq!(
+        authz
+            .evaluate("test/decision", &json!({}))
+            .unwrap()
+            .result
+            .unwrap()["policy"],
+        "late"
+    );
 }
 
 fn wait_for_ready(authz: &Authorizer) {
@@ -201,7 +276,8 @@ fn wait_for_ready(authz: &Authorizer) {
 #[test]
 fn rego_policy_without_opa_is_interpreted_and_hot_swapped() {
     let dir = tempfile::tempdir().unwrap();
-    let rego = |v: u32| format!("package test\n\ndecision := {{\"policy\": \"r{v}\", \"data\": data}}\n");
+    let rego =
+        |v: u32| format!("package test\n\ndecision := {{\"policy\": \"r{v}\", \"data\": data}}\n");
     write(&dir.path().join("policy.rego"), rego(1).as_bytes());
     write(&dir.path().join("data.json"), br#"{"version":1}"#);
     // `opa` pointed at a path that does not exist would be an error; leave it unset and make
@@ -209,9 +285,16 @@ fn rego_policy_without_opa_is_interpreted_and_hot_swapped() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = config(dir.path(), "policy.rego", "  engine: interpreted\n");
     let authz = rt.block_on(Authorizer::start(cfg)).unwrap();
-    assert_eq!(authz.status().engine, Some(wasmgate::EngineKind::Interpreted));
     assert_eq!(
-        authz.evaluate("test/decision", &json!({})).unwrap().result.unwrap(),
+        authz.status().engine,
+        Some(wasmgate::EngineKind::Interpreted)
+    );
+    assert_eq!(
+        authz
+            .evaluate("test/decision", &json!({}))
+            .unwrap()
+            .result
+            .unwrap(),
         json!({"policy": "r1", "data": {"version": 1}})
     );
     write(&dir.path().join("policy.rego"), rego(2).as_bytes());
@@ -221,15 +304,21 @@ fn rego_policy_without_opa_is_interpreted_and_hot_swapped() {
 #[test]
 fn is_allowed_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let double = OpaDouble::new()
-        .returns("a/allow", r#"[{"result":$INPUT}]"#);
+    let double = OpaDouble::new().returns("a/allow", r#"[{"result":$INPUT}]"#);
     write(&dir.path().join("policy.wasm"), &double.wasm());
     write(&dir.path().join("data.json"), b"{}");
     let yaml = "authorization:\n  local:\n    policy: {path: policy.wasm}\n    data: {path: data.json}\nwasmgate:\n  entrypoints: [a/allow]\n";
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let authz = rt.block_on(Authorizer::start(Config::from_yaml_str(yaml, dir.path(), "t.yml").unwrap())).unwrap();
+    let authz = rt
+        .block_on(Authorizer::start(
+            Config::from_yaml_str(yaml, dir.path(), "t.yml").unwrap(),
+        ))
+        .unwrap();
     assert!(authz.is_allowed(&json!(true)));
     assert!(!authz.is_allowed(&json!(false)));
     assert!(!authz.is_allowed(&json!("yes")), "a non-boolean is a deny");
-    assert!(!authz.is_allowed(&json!({"allow": true})), "an object is a deny");
+    assert!(
+        !authz.is_allowed(&json!({"allow": true})),
+        "an object is a deny"
+    );
 }

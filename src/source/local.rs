@@ -15,9 +15,16 @@ use crate::artifact::{PolicyContent, RegoSource};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("reading {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {size} bytes is over the limit of {limit} bytes (wasmgate.max_bundle_size)")]
-    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{path}: no .rego files in this directory")]
     EmptyDir { path: PathBuf },
     #[error("{path}: {name} is not UTF-8 text")]
@@ -29,7 +36,10 @@ pub enum SourceError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
-    move |source| SourceError::Io { path: path.to_path_buf(), source }
+    move |source| SourceError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Read the policy at `path`: one file, or every `.rego` file below a directory (sorted by
@@ -38,13 +48,18 @@ pub fn read_policy(path: &Path, max_bytes: u64) -> Result<PolicyContent, SourceE
     let meta = std::fs::metadata(path).map_err(io(path))?;
     if !meta.is_dir() {
         let bytes = read_limited(path, max_bytes)?;
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         return Ok(PolicyContent::File { name, bytes });
     }
     let mut files = Vec::new();
     collect_rego(path, path, &mut files)?;
     if files.is_empty() {
-        return Err(SourceError::EmptyDir { path: path.to_path_buf() });
+        return Err(SourceError::EmptyDir {
+            path: path.to_path_buf(),
+        });
     }
     files.sort();
     let mut total = 0u64;
@@ -61,7 +76,11 @@ pub fn read_policy(path: &Path, max_bytes: u64) -> Result<PolicyContent, SourceE
     Ok(PolicyContent::RegoDir(sources))
 }
 
-fn collect_rego(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
+fn collect_rego(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<(), SourceError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let path = entry.path();
@@ -69,7 +88,11 @@ fn collect_rego(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Re
         if kind.is_dir() {
             collect_rego(root, &path, out)?;
         } else if kind.is_file() && path.extension().is_some_and(|e| e == "rego") {
-            let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
             out.push((rel, path));
         }
     }
@@ -79,7 +102,11 @@ fn collect_rego(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Re
 fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
     let size = std::fs::metadata(path).map_err(io(path))?.len();
     if size > max_bytes {
-        return Err(SourceError::TooLarge { path: path.to_path_buf(), size, limit: max_bytes });
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit: max_bytes,
+        });
     }
     std::fs::read(path).map_err(io(path))
 }
@@ -100,7 +127,10 @@ pub fn read_data(path: &Path, max_bytes: u64) -> Result<(Value, String), SourceE
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
     };
-    Err(SourceError::NotObject { path: path.to_path_buf(), found })
+    Err(SourceError::NotObject {
+        path: path.to_path_buf(),
+        found,
+    })
 }
 
 #[cfg(test)]
@@ -134,13 +164,20 @@ mod tests {
         let file = dir.path().join("p.wasm");
         std::fs::write(&file, vec![0u8; 2048]).unwrap();
         let err = read_policy(&file, 1024).unwrap_err();
-        assert!(err.to_string().contains("2048 bytes is over the limit of 1024"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("2048 bytes is over the limit of 1024"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_file_error_names_the_path() {
         let err = read_policy(Path::new("/nonexistent/policy.rego"), 1024).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/policy.rego"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/policy.rego"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -149,10 +186,17 @@ mod tests {
         let file = dir.path().join("data.json");
         std::fs::write(&file, "[1,2]").unwrap();
         let err = read_data(&file, 1024).unwrap_err();
-        assert!(err.to_string().contains("must be a JSON object, found an array"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("must be a JSON object, found an array"),
+            "{err}"
+        );
         std::fs::write(&file, "{not json").unwrap();
         let err = read_data(&file, 1024).unwrap_err();
-        assert!(err.to_string().contains("data.json: not valid JSON"), "{err}");
+        assert!(
+            err.to_string().contains("data.json: not valid JSON"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -162,8 +206,16 @@ mod tests {
         std::fs::write(&file, r#"{"a":1}"#).unwrap();
         let (_, first) = read_data(&file, 1024).unwrap();
         std::fs::write(&file, r#"{"a":1}"#).unwrap();
-        assert_eq!(read_data(&file, 1024).unwrap().1, first, "same bytes, same hash");
+        assert_eq!(
+            read_data(&file, 1024).unwrap().1,
+            first,
+            "same bytes, same hash"
+        );
         std::fs::write(&file, r#"{"a":2}"#).unwrap();
-        assert_ne!(read_data(&file, 1024).unwrap().1, first, "edited within the same second");
+        assert_ne!(
+            read_data(&file, 1024).unwrap().1,
+            first,
+            "edited within the same second"
+        );
     }
 }

@@ -82,10 +82,10 @@ impl OpaDouble {
     }
 
     pub fn entrypoint(mut self, name: &str, body: Body) -> Self {
-        if let Body::Builtin { name: b, .. } = &body {
-            if !self.builtins.contains(b) {
-                self.builtins.push(b.clone());
-            }
+        if let Body::Builtin { name: b, .. } = &body
+            && !self.builtins.contains(b)
+        {
+            self.builtins.push(b.clone());
         }
         self.entrypoints.push((name.to_string(), body));
         self
@@ -131,8 +131,18 @@ impl OpaDouble {
 
     pub fn wat(&self) -> String {
         let mut lits = Literals::default();
-        let ep_json = json_object(self.entrypoints.iter().enumerate().map(|(i, (n, _))| (n.as_str(), i)));
-        let bi_json = json_object(self.builtins.iter().enumerate().map(|(i, n)| (n.as_str(), i)));
+        let ep_json = json_object(
+            self.entrypoints
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.as_str(), i)),
+        );
+        let bi_json = json_object(
+            self.builtins
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), i)),
+        );
         let ep_lit = lits.add(&ep_json);
         let bi_lit = lits.add(&bi_json);
         let empty = lits.add("[]");
@@ -143,7 +153,10 @@ impl OpaDouble {
 
         let mut bodies = String::new();
         for (i, (_, body)) in self.entrypoints.iter().enumerate() {
-            let _ = writeln!(bodies, "      (if (i32.eq (local.get $ep) (i32.const {i})) (then");
+            let _ = writeln!(
+                bodies,
+                "      (if (i32.eq (local.get $ep) (i32.const {i})) (then"
+            );
             bodies.push_str(&self.body_code(body, &mut lits, empty, res_open, res_close));
             bodies.push_str("      ))\n");
         }
@@ -193,7 +206,10 @@ impl OpaDouble {
             globals.push_str("  (memory 2)\n");
         }
         if let Some((major, minor)) = self.abi {
-            let _ = writeln!(globals, "  (global (export \"opa_wasm_abi_version\") i32 (i32.const {major}))");
+            let _ = writeln!(
+                globals,
+                "  (global (export \"opa_wasm_abi_version\") i32 (i32.const {major}))"
+            );
             let _ = writeln!(
                 globals,
                 "  (global (export \"opa_wasm_abi_minor_version\") i32 (i32.const {minor}))"
@@ -329,7 +345,11 @@ impl OpaDouble {
             Body::Template(t) => template_code(t, lits, &undefined),
             Body::Println(msg, t) => {
                 let m = lits.add(&format!("{msg}\0"));
-                format!("        (call $println (i32.const {}))\n{}", m.0, template_code(t, lits, &undefined))
+                format!(
+                    "        (call $println (i32.const {}))\n{}",
+                    m.0,
+                    template_code(t, lits, &undefined)
+                )
             }
             Body::Abort(msg) => {
                 let m = lits.add(&format!("{msg}\0"));
@@ -344,14 +364,22 @@ impl OpaDouble {
                 )
             }
             Body::Builtin { name, args } => {
-                let id = self.builtins.iter().position(|b| b == name).expect("registered");
+                let id = self
+                    .builtins
+                    .iter()
+                    .position(|b| b == name)
+                    .expect("registered");
                 let mut call_args = String::new();
                 for arg in args {
                     match arg {
                         Arg::Input => call_args.push_str(" (local.get $input)"),
                         Arg::Literal(json) => {
                             let l = lits.add(json);
-                            let _ = write!(call_args, " (call $handle (i32.const {}) (i32.const {}))", l.0, l.1);
+                            let _ = write!(
+                                call_args,
+                                " (call $handle (i32.const {}) (i32.const {}))",
+                                l.0, l.1
+                            );
                         }
                     }
                 }
@@ -371,7 +399,10 @@ impl OpaDouble {
 fn template_code(template: &str, lits: &mut Literals, undefined: &str) -> String {
     let mut code = String::new();
     if template.contains("$INPUT") {
-        let _ = write!(code, "        (if (i32.eqz (local.get $input)) (then\n  {undefined}        ))\n");
+        let _ = write!(
+            code,
+            "        (if (i32.eqz (local.get $input)) (then\n  {undefined}        ))\n"
+        );
     }
     code.push_str("        (call $begin)\n");
     let mut rest = template;
@@ -384,14 +415,22 @@ fn template_code(template: &str, lits: &mut Literals, undefined: &str) -> String
             Some((i, placeholder, local)) => {
                 if i > 0 {
                     let l = lits.add(&rest[..i]);
-                    let _ = writeln!(code, "        (call $lit (i32.const {}) (i32.const {}))", l.0, l.1);
+                    let _ = writeln!(
+                        code,
+                        "        (call $lit (i32.const {}) (i32.const {}))",
+                        l.0, l.1
+                    );
                 }
                 let _ = writeln!(code, "        (call $val (local.get {local}))");
                 rest = &rest[i + placeholder.len()..];
             }
             None => {
                 let l = lits.add(rest);
-                let _ = writeln!(code, "        (call $lit (i32.const {}) (i32.const {}))", l.0, l.1);
+                let _ = writeln!(
+                    code,
+                    "        (call $lit (i32.const {}) (i32.const {}))",
+                    l.0, l.1
+                );
                 rest = "";
             }
         }
@@ -401,8 +440,9 @@ fn template_code(template: &str, lits: &mut Literals, undefined: &str) -> String
 }
 
 fn json_object<'a>(entries: impl Iterator<Item = (&'a str, usize)>) -> String {
-    let map: serde_json::Map<String, serde_json::Value> =
-        entries.map(|(k, v)| (k.to_string(), serde_json::Value::from(v as u64))).collect();
+    let map: serde_json::Map<String, serde_json::Value> = entries
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(v as u64)))
+        .collect();
     serde_json::Value::Object(map).to_string()
 }
 

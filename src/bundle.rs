@@ -1,1 +1,0 @@
-//! OPA bundles (placeholder until the bundle module lands).
