@@ -139,6 +139,20 @@ impl InterpretedPolicy {
         })
     }
 
+    /// Bound every evaluation by wall-clock time, as `wasmgate.eval_timeout` bounds the Wasm
+    /// engine; an evaluation past it fails (and the caller denies). regorus checks the clock
+    /// cooperatively, every few work units, so the bound is approximate.
+    pub fn with_eval_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.template
+            .set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+                limit,
+                check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+            });
+        // Engines cloned before this call would not carry the limit.
+        while self.idle.pop().is_some() {}
+        self
+    }
+
     /// Evaluate an entrypoint given in OPA's slash form (`flipt/authz/v1/allow` is the rule
     /// `data.flipt.authz.v1.allow`), the form `opa build -e` and the decision API use.
     ///
@@ -432,6 +446,19 @@ mod tests {
 
     fn number(text: &str) -> Value {
         serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn evaluation_past_the_timeout_fails_instead_of_running_on() {
+        let p = policy("package t\nn := count([x | some x in numbers.range(1, 5000000)])\n")
+            .with_eval_timeout(std::time::Duration::from_millis(50));
+        let started = std::time::Instant::now();
+        let err = p.evaluate("t/n", None).unwrap_err();
+        assert!(matches!(err, InterpError::Eval { .. }), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the limit stopped it"
+        );
     }
 
     #[test]

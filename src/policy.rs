@@ -138,6 +138,9 @@ pub struct PolicyInfo {
     pub bundle_revision: Option<String>,
     pub policy_hash: String,
     pub data_hash: String,
+    /// Why this engine serves when it is not the one a user would expect (the interpreted
+    /// fallback because no `opa` was found).
+    pub engine_note: Option<String>,
     /// Entrypoints compiled into a Wasm policy (empty for the interpreted engine, which
     /// evaluates any rule).
     pub entrypoints: Vec<String>,
@@ -267,6 +270,7 @@ impl Loader {
         let data_json = serde_json::to_vec(&merged).expect("JSON values serialise");
         let data_hash = hex::encode(Sha256::digest(&data_json));
 
+        let mut engine_note = None;
         let (engine, evaluator, entrypoints) = match self.choose(wasm, &rego, artifact_kind)? {
             Choice::Wasm(wasm) => {
                 let compiled = self.compile(&wasm)?;
@@ -279,8 +283,10 @@ impl Loader {
                     entrypoints,
                 )
             }
-            Choice::Interpreted => {
-                let policy = InterpretedPolicy::new(&rego, &merged, &self.options.builtins)?;
+            Choice::Interpreted(note) => {
+                let policy = InterpretedPolicy::new(&rego, &merged, &self.options.builtins)?
+                    .with_eval_timeout(self.options.limits.eval_timeout);
+                engine_note = note;
                 (
                     EngineKind::Interpreted,
                     Evaluator::Interpreted(Box::new(policy)),
@@ -296,6 +302,7 @@ impl Loader {
                 engine,
                 artifact: artifact_kind,
                 bundle_revision,
+                engine_note,
                 policy_hash,
                 data_hash,
                 entrypoints,
@@ -320,7 +327,7 @@ impl Loader {
                     ""
                 }))
             }
-            (EnginePreference::Interpreted, _) => Ok(Choice::Interpreted),
+            (EnginePreference::Interpreted, _) => Ok(Choice::Interpreted(None)),
             (_, Some(wasm)) => Ok(Choice::Wasm(wasm)),
             (preference, None) => {
                 let opa = match opa_cli::locate(self.options.opa.as_deref()) {
@@ -330,7 +337,9 @@ impl Loader {
                             "FALLING BACK TO THE INTERPRETED ENGINE (regorus): {e}. \
                              Decisions are served, but slower than compiled Wasm."
                         );
-                        return Ok(Choice::Interpreted);
+                        return Ok(Choice::Interpreted(Some(format!(
+                            "interpreted fallback: {e}"
+                        ))));
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -408,7 +417,8 @@ impl<T: Clone> LastBuilt<T> {
 
 enum Choice {
     Wasm(Vec<u8>),
-    Interpreted,
+    /// With the reason when it is a fallback.
+    Interpreted(Option<String>),
 }
 
 /// Hash of the policy content: file bytes, or every `.rego` file of a directory by path.

@@ -499,6 +499,13 @@ fn serve_answers_flipt_decisions_over_http() {
     assert_eq!((status, health), (200, json!({})));
     let (_, status_doc) = get(&server, "/v1/status");
     assert_eq!(status_doc["engine"], "interpreted");
+    let note = status_doc["policy"]["engine_note"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        note.contains("interpreted fallback") && note.contains("no `opa`"),
+        "{status_doc}"
+    );
     assert_eq!(status_doc["ready"], true);
     assert_eq!(status_doc["reloads_ok"], 1);
     assert_eq!(status_doc["reloads_failed"], 0);
