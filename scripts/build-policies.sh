@@ -19,7 +19,7 @@ no_opa() {
   cat >&2 <<MSG
 build-policies: $1
 OPA is needed to compile Rego to Wasm. Provide it in one of three ways:
-  - the config file:           wasmgate: { opa: /path/to/opa }   (used by wasmgate itself)
+  - the config key wasmgate.opa: wasmgate: { opa: /path/to/opa }   (used by wasmgate itself)
   - the environment variable:  WASMGATE_OPA=/path/to/opa $0
   - the PATH:                  put an 'opa' executable on PATH
 Download: https://www.openpolicyagent.org/docs/latest/#running-opa

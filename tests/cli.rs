@@ -594,3 +594,78 @@ fn serve_fails_at_start_with_a_clear_message_for_bad_config() {
         stderr(&out)
     );
 }
+
+#[test]
+fn eval_a_directory_of_rego_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("lib")).unwrap();
+    std::fs::write(
+        dir.path().join("main.rego"),
+        "package app\n\nimport data.lib.util\n\nallow if util.is_admin(input)\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("lib/util.rego"),
+        "package lib.util\n\nis_admin(x) if x.role == \"admin\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("in.json"), r#"{"role":"admin"}"#).unwrap();
+    let out = run(wasmgate(&[]).current_dir(dir.path()).args([
+        "eval",
+        "-p",
+        ".",
+        "-e",
+        "app/allow",
+        "-i",
+        "in.json",
+    ]));
+    assert_eq!(stdout_json(&out), json!({"result": true}));
+}
+
+#[test]
+fn serve_degraded_reports_503_until_a_policy_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("wasmgate.yml"),
+        "authorization:\n  local:\n    policy: {path: policy.wasm, poll_interval: 100ms}\nwasmgate:\n  entrypoints: [test/deny]\n  start_degraded: true\n",
+    )
+    .unwrap();
+    let server = serve(&dir.path().join("wasmgate.yml"), &[]);
+    let (status, body) = get(&server, "/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("policy.wasm"),
+        "the reason names the file: {body}"
+    );
+    let (status, _, _) = post(&server, "/v1/data/test/deny", r#"{"input":{}}"#);
+    assert_eq!(status, 503, "no policy: no answer, never an allow");
+
+    let tmp = dir.path().join("policy.tmp");
+    std::fs::write(&tmp, echo_double().wasm()).unwrap();
+    std::fs::rename(&tmp, dir.path().join("policy.wasm")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while get(&server, "/health").0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never loaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        post(&server, "/v1/data/test/deny", r#"{"input":{}}"#).1,
+        json!({"result": false})
+    );
+}
+
+#[test]
+fn build_policies_script_without_opa_explains_how_to_provide_it() {
+    let out = run(Command::new("bash")
+        .arg(repo().join("scripts/build-policies.sh"))
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("WASMGATE_OPA"));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for hint in ["wasmgate.opa", "WASMGATE_OPA", "PATH"] {
+        assert!(err.contains(hint), "should mention {hint}: {err}");
+    }
+}

@@ -322,3 +322,27 @@ fn is_allowed_fails_closed() {
         "an object is a deny"
     );
 }
+
+#[test]
+fn bundle_and_object_backends_are_not_yet_supported_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (backend, yaml) in [
+        (
+            "bundle",
+            "authorization:\n  backend: bundle\n  bundle:\n    configuration: 'services: {}'\n",
+        ),
+        (
+            "object",
+            "authorization:\n  backend: object\n  object:\n    type: s3\n    s3: {bucket: b, region: us-east-1}\n",
+        ),
+    ] {
+        let config = Config::from_yaml_str(yaml, dir.path(), "t.yml").unwrap();
+        let err = rt.block_on(Authorizer::start(config)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("backend {backend} is not yet supported")),
+            "{err}"
+        );
+    }
+}
