@@ -386,13 +386,29 @@ fn parse_authorization(node: &Node<'_>, base_dir: &Path) -> yaml::Result<Authori
 }
 
 fn parse_backend(node: &Node<'_>) -> yaml::Result<Backend> {
-    match node.string()?.as_str() {
-        "local" => Ok(Backend::Local),
-        "bundle" => Ok(Backend::Bundle),
-        "object" => Ok(Backend::Object),
-        other => Err(node.error(format!(
-            "unknown backend {other:?} (expected one of: local, bundle, object)"
-        ))),
+    parse_choice(
+        node,
+        "backend",
+        &[
+            ("local", Backend::Local),
+            ("bundle", Backend::Bundle),
+            ("object", Backend::Object),
+        ],
+    )
+}
+
+/// A string that must be one of a fixed set of names; the error lists them.
+fn parse_choice<T: Copy>(node: &Node<'_>, what: &str, choices: &[(&str, T)]) -> yaml::Result<T> {
+    let value = node.string()?;
+    match choices.iter().find(|(name, _)| *name == value) {
+        Some((_, choice)) => Ok(*choice),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(node.error(format!(
+                "unknown {what} {value:?} (expected one of: {})",
+                names.join(", ")
+            )))
+        }
     }
 }
 
@@ -607,14 +623,15 @@ fn parse_entrypoint(node: &Node<'_>) -> yaml::Result<String> {
 }
 
 fn parse_engine(node: &Node<'_>) -> yaml::Result<EngineChoice> {
-    match node.string()?.as_str() {
-        "auto" => Ok(EngineChoice::Auto),
-        "wasm" => Ok(EngineChoice::Wasm),
-        "interpreted" => Ok(EngineChoice::Interpreted),
-        other => Err(node.error(format!(
-            "unknown engine {other:?} (expected one of: auto, wasm, interpreted)"
-        ))),
-    }
+    parse_choice(
+        node,
+        "engine",
+        &[
+            ("auto", EngineChoice::Auto),
+            ("wasm", EngineChoice::Wasm),
+            ("interpreted", EngineChoice::Interpreted),
+        ],
+    )
 }
 
 fn parse_program(node: &Node<'_>, base_dir: &Path) -> yaml::Result<PathBuf> {

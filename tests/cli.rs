@@ -51,6 +51,16 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Assert the command failed; its stderr, which must say why.
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr(out)
+}
+
 fn echo_double() -> OpaDouble {
     OpaDouble::new()
         .returns("test/echo", r#"[{"result":{"input":$INPUT,"data":$DATA}}]"#)
@@ -322,12 +332,8 @@ fn opa_build_errors_are_passed_through() {
     let out = run(wasmgate(&[&opa.dir])
         .current_dir(dir.path())
         .args(["eval", "-p", "p.rego", "-e", "a/b"]));
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("rego_parse_error"),
-        "{}",
-        stderr(&out)
-    );
+    let err = failed(&out);
+    assert!(err.contains("rego_parse_error"), "{err}");
 }
 
 #[test]
@@ -587,11 +593,10 @@ fn serve_fails_at_start_with_a_clear_message_for_bad_config() {
         "--config",
         dir.path().join("wasmgate.yml").to_str().unwrap(),
     ]));
-    assert!(!out.status.success());
+    let err = failed(&out);
     assert!(
-        stderr(&out).contains("authorization.local.policy.poll_interval"),
-        "{}",
-        stderr(&out)
+        err.contains("authorization.local.policy.poll_interval"),
+        "{err}"
     );
 }
 
