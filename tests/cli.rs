@@ -51,6 +51,18 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `wasmgate eval <args>` run in `dir`, with no `opa` reachable.
+fn eval_in(dir: &Path, args: &[&str]) -> Output {
+    run(wasmgate(&[]).current_dir(dir).arg("eval").args(args))
+}
+
+/// A temporary directory holding `p.wasm`, the echo double.
+fn echo_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.wasm"), echo_double().wasm()).unwrap();
+    dir
+}
+
 /// Assert the command failed; its stderr, which must say why.
 fn failed(out: &Output) -> String {
     assert!(
@@ -73,15 +85,17 @@ fn eval_a_wasm_module_prints_the_result() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("policy.wasm"), echo_double().wasm()).unwrap();
     std::fs::write(dir.path().join("input.json"), r#"{"user":"alice"}"#).unwrap();
-    let out = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "--policy",
-        "policy.wasm",
-        "-e",
-        "test/echo",
-        "--input",
-        "input.json",
-    ]));
+    let out = eval_in(
+        dir.path(),
+        &[
+            "--policy",
+            "policy.wasm",
+            "-e",
+            "test/echo",
+            "--input",
+            "input.json",
+        ],
+    );
     assert_eq!(
         stdout_json(&out),
         json!({"result": {"input": {"user": "alice"}, "data": {}}})
@@ -91,49 +105,24 @@ fn eval_a_wasm_module_prints_the_result() {
 
 #[test]
 fn eval_prints_false_and_undefined_distinctly() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.wasm"), echo_double().wasm()).unwrap();
-    let deny = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        "p.wasm",
-        "-e",
-        "test/deny",
-    ]));
+    let dir = echo_dir();
+    let deny = eval_in(dir.path(), &["-p", "p.wasm", "-e", "test/deny"]);
     assert_eq!(stdout_json(&deny), json!({"result": false}));
-    let undefined = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        "p.wasm",
-        "-e",
-        "test/undefined",
-    ]));
+    let undefined = eval_in(dir.path(), &["-p", "p.wasm", "-e", "test/undefined"]);
     assert_eq!(stdout_json(&undefined), json!({}));
 }
 
 #[test]
 fn eval_without_input_flag_evaluates_with_no_input_document() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.wasm"), echo_double().wasm()).unwrap();
+    let dir = echo_dir();
     // The echo entrypoint is undefined without input; with `null` input it is defined.
-    let none = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        "p.wasm",
-        "-e",
-        "test/echo",
-    ]));
+    let none = eval_in(dir.path(), &["-p", "p.wasm", "-e", "test/echo"]);
     assert_eq!(stdout_json(&none), json!({}));
     std::fs::write(dir.path().join("null.json"), "null").unwrap();
-    let null = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        "p.wasm",
-        "-e",
-        "test/echo",
-        "-i",
-        "null.json",
-    ]));
+    let null = eval_in(
+        dir.path(),
+        &["-p", "p.wasm", "-e", "test/echo", "-i", "null.json"],
+    );
     assert_eq!(
         stdout_json(&null),
         json!({"result": {"input": null, "data": {}}})
@@ -142,8 +131,7 @@ fn eval_without_input_flag_evaluates_with_no_input_document() {
 
 #[test]
 fn eval_reads_input_from_stdin() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.wasm"), echo_double().wasm()).unwrap();
+    let dir = echo_dir();
     let mut child = wasmgate(&[])
         .current_dir(dir.path())
         .args(["eval", "-p", "p.wasm", "-e", "test/echo", "--input", "-"])
@@ -187,31 +175,34 @@ fn eval_a_bundle_sees_bundle_data_and_the_data_flag() {
         ])
         .stdin(Stdio::null()));
     // /dev/stdin with no data is empty, which is not JSON: a clear error, not a panic.
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("not valid JSON"), "{}", stderr(&out));
-
-    let out = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        "policy.bin",
-        "-e",
-        "test/echo",
-        "--data",
-        "extra.json",
-    ]));
+    let err = failed(&out);
+    assert!(err.contains("not valid JSON"), "{err}");
+    let out = eval_in(
+        dir.path(),
+        &[
+            "-p",
+            "policy.bin",
+            "-e",
+            "test/echo",
+            "--data",
+            "extra.json",
+        ],
+    );
     assert_eq!(stdout_json(&out), json!({}), "no input: echo is undefined");
     std::fs::write(dir.path().join("in.json"), "{}").unwrap();
-    let out = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        "policy.bin",
-        "-e",
-        "test/echo",
-        "--data",
-        "extra.json",
-        "-i",
-        "in.json",
-    ]));
+    let out = eval_in(
+        dir.path(),
+        &[
+            "-p",
+            "policy.bin",
+            "-e",
+            "test/echo",
+            "--data",
+            "extra.json",
+            "-i",
+            "in.json",
+        ],
+    );
     assert_eq!(
         stdout_json(&out)["result"]["data"],
         json!({"roles": ["admin"], "nested": {"x": 1}, "extra": true})
@@ -261,8 +252,7 @@ fn eval_rego_with_engine_wasm_and_no_opa_names_the_three_ways_to_provide_it() {
         "--engine",
         "wasm",
     ]));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&out);
     for hint in [
         "no `opa` binary found",
         "wasmgate.opa",
@@ -344,11 +334,8 @@ fn eval_reports_a_policy_that_is_not_opa_wasm() {
         wat::parse_str("(module)").unwrap(),
     )
     .unwrap();
-    let out = run(wasmgate(&[])
-        .current_dir(dir.path())
-        .args(["eval", "-p", "p.wasm", "-e", "a/b"]));
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let out = eval_in(dir.path(), &["-p", "p.wasm", "-e", "a/b"]);
+    let err = failed(&out);
     assert!(
         err.contains("loading p.wasm") && err.contains("not an OPA policy module"),
         "{err}"
@@ -357,17 +344,10 @@ fn eval_reports_a_policy_that_is_not_opa_wasm() {
 
 #[test]
 fn eval_unknown_entrypoint_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("p.wasm"), echo_double().wasm()).unwrap();
-    let out = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        "p.wasm",
-        "-e",
-        "test/nope",
-    ]));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("test/nope"), "{}", stderr(&out));
+    let dir = echo_dir();
+    let out = eval_in(dir.path(), &["-p", "p.wasm", "-e", "test/nope"]);
+    let err = failed(&out);
+    assert!(err.contains("test/nope"), "{err}");
 }
 
 #[test]
@@ -385,39 +365,25 @@ fn eval_matches_expected_decisions_for_every_shipped_flipt_input() {
         } else {
             flipt.join("inputs").join(format!("{name}.json"))
         };
-        let out = run(wasmgate(&[]).args([
-            "eval",
-            "-p",
-            flipt.join("policy.rego").to_str().unwrap(),
-            "--data",
-            flipt.join("data.json").to_str().unwrap(),
-            "-e",
-            "flipt/authz/v1/allow",
-            "-i",
-            input.to_str().unwrap(),
-        ]));
+        let eval_flipt = |entrypoint: &str| {
+            let (policy, data) = (flipt.join("policy.rego"), flipt.join("data.json"));
+            let args = [
+                "-p",
+                policy.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+            ];
+            let more = ["-e", entrypoint, "-i", input.to_str().unwrap()];
+            stdout_json(&eval_in(&flipt, &[&args[..], &more[..]].concat()))
+        };
         assert_eq!(
-            stdout_json(&out).get("result"),
+            eval_flipt("flipt/authz/v1/allow").get("result"),
             want.get("allow"),
             "allow for {name}"
         );
-        let out = run(wasmgate(&[]).args([
-            "eval",
-            "-p",
-            flipt.join("policy.rego").to_str().unwrap(),
-            "--data",
-            flipt.join("data.json").to_str().unwrap(),
-            "-e",
-            "flipt/authz/v1/viewable_namespaces",
-            "-i",
-            input.to_str().unwrap(),
-        ]));
+        let ns = eval_flipt("flipt/authz/v1/viewable_namespaces");
         let want_ns = want.get("viewable_namespaces").filter(|v| !v.is_null());
-        assert_eq!(
-            stdout_json(&out).get("result"),
-            want_ns,
-            "viewable_namespaces for {name}"
-        );
+        assert_eq!(ns.get("result"), want_ns, "viewable_namespaces for {name}");
     }
 }
 
@@ -615,15 +581,7 @@ fn eval_a_directory_of_rego_files() {
     )
     .unwrap();
     std::fs::write(dir.path().join("in.json"), r#"{"role":"admin"}"#).unwrap();
-    let out = run(wasmgate(&[]).current_dir(dir.path()).args([
-        "eval",
-        "-p",
-        ".",
-        "-e",
-        "app/allow",
-        "-i",
-        "in.json",
-    ]));
+    let out = eval_in(dir.path(), &["-p", ".", "-e", "app/allow", "-i", "in.json"]);
     assert_eq!(stdout_json(&out), json!({"result": true}));
 }
 
