@@ -552,7 +552,7 @@ impl PolicyInstance {
         .map_err(|e| self.describe(e))?;
         serde_json::from_str(&text).map_err(|e| AbiError::Malformed {
             what: export,
-            detail: format!("{e}: {text}"),
+            detail: format!("{e}: {}", excerpt(&text)),
         })
     }
 
@@ -576,17 +576,33 @@ pub fn parse_result_set(text: &str) -> Result<Option<Value>, AbiError> {
         detail,
     };
     let set: Vec<serde_json::Map<String, Value>> =
-        serde_json::from_str(text).map_err(|e| malformed(format!("{e}: {text}")))?;
+        serde_json::from_str(text).map_err(|e| malformed(format!("{e}: {}", excerpt(text))))?;
     match set.len() {
         0 => Ok(None),
         1 => {
             let mut row = set.into_iter().next().expect("one row");
             row.remove("result")
                 .map(Some)
-                .ok_or_else(|| malformed(format!("no `result` key: {text}")))
+                .ok_or_else(|| malformed(format!("no `result` key: {}", excerpt(text))))
         }
-        n => Err(malformed(format!("{n} results for one entrypoint: {text}"))),
+        n => Err(malformed(format!(
+            "{n} results for one entrypoint: {}",
+            excerpt(text)
+        ))),
     }
+}
+
+/// The start of a long text, for error messages that must not echo a whole input back.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let cut = (0..=MAX)
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}… ({} bytes)", &text[..cut], text.len())
 }
 
 fn read_cstr(memory: &[u8], addr: i32) -> wasmtime::Result<String> {

@@ -110,10 +110,16 @@ impl Shared {
         );
         self.current.store(Some(Arc::new(set)));
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        // The error described a version that is now superseded.
+        self.health.lock().expect("health lock").last_error = None;
     }
 
     fn record_failure(&self, error: &ReloadError) {
-        tracing::error!(error = %error, "policy update rejected; the last good version keeps serving");
+        if self.current.load().is_some() {
+            tracing::error!(error = %error, "policy update rejected; the last good version keeps serving");
+        } else {
+            tracing::error!(error = %error, "policy load failed; no policy is serving, every decision is denied");
+        }
         self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         self.health.lock().expect("health lock").last_error =
             Some((error.to_string(), SystemTime::now()));

@@ -564,7 +564,7 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path) -> yaml::Result<Settings> {
             .read("engine", parse_engine)?
             .unwrap_or(defaults.engine),
         pool_size: section
-            .read("pool_size", Node::usize)?
+            .read("pool_size", parse_pool_size)?
             .unwrap_or(defaults.pool_size),
         eval_timeout: section
             .read("eval_timeout", positive_duration)?
@@ -579,6 +579,20 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path) -> yaml::Result<Settings> {
             .read("start_degraded", Node::bool)?
             .unwrap_or(defaults.start_degraded),
     })
+}
+
+/// Largest pool accepted: each instance holds a linear memory, and a typo of a few extra
+/// digits must be a config error, not an allocation failure at start.
+const MAX_POOL_SIZE: usize = 1024;
+
+fn parse_pool_size(node: &Node<'_>) -> yaml::Result<usize> {
+    let size = node.usize()?;
+    if size > MAX_POOL_SIZE {
+        return Err(node.error(format!(
+            "{size} is more than the maximum of {MAX_POOL_SIZE} (0 means one per core)"
+        )));
+    }
+    Ok(size)
 }
 
 fn parse_listen(node: &Node<'_>) -> yaml::Result<SocketAddr> {
@@ -953,6 +967,12 @@ wasmgate:
             format!("authorization: {{local: {{policy: {{path: p}}}}}}\nwasmgate: {body}")
         };
         let table: Vec<(&str, String, &str, &str)> = vec![
+            (
+                "absurd pool size",
+                settings("{pool_size: 100000000}"),
+                "wasmgate.pool_size",
+                "more than the maximum of 1024",
+            ),
             (
                 "empty policy path",
                 local("{path: ''}"),

@@ -115,6 +115,7 @@ impl InterpretedPolicy {
             })?;
         }
 
+        check_data_conflicts(&engine, data)?;
         for builtin in builtins.iter() {
             register(&mut engine, builtin)?;
         }
@@ -212,6 +213,67 @@ impl std::fmt::Debug for InterpretedPolicy {
 /// Evaluate a `data.`-rooted path. A rule goes through `eval_rule`, the fast path. Anything
 /// else — a package (an object of its rules), a data document, a path that does not exist —
 /// is not a rule to regorus, so it is asked as a query; no result means undefined.
+/// Refuse data that sits where rules live, as OPA does ("conflicting rule for data path").
+/// regorus would otherwise answer `data.p.allow` from a data value `{"p":{"allow":true}}`
+/// and silently override `default allow := false` — a data file could turn deny into allow.
+fn check_data_conflicts(engine: &regorus::Engine, data: &Value) -> Result<(), InterpError> {
+    let packages = engine
+        .get_policy_package_components()
+        .map_err(|e| InterpError::Data {
+            message: regorus_message(&e),
+        })?;
+    for package in packages {
+        let mut node = data;
+        let mut walked = Vec::new();
+        for component in &package.components {
+            match node.get(component) {
+                Some(next) => node = next,
+                None => break,
+            }
+            walked.push(component.as_str());
+            if walked.len() < package.components.len() && !node.is_object() {
+                return Err(InterpError::Data {
+                    message: format!(
+                        "data path {} is not an object, but package {} of {} lives under it",
+                        walked.join("/"),
+                        package.components.join("."),
+                        package.source_file
+                    ),
+                });
+            }
+        }
+        if walked.len() < package.components.len() {
+            continue;
+        }
+        let Some(keys) = node.as_object() else {
+            return Err(InterpError::Data {
+                message: format!(
+                    "data path {} conflicts with package {} of {}",
+                    walked.join("/"),
+                    package.components.join("."),
+                    package.source_file
+                ),
+            });
+        };
+        for key in keys.keys() {
+            // A key that is not a valid rule name cannot collide with a rule head.
+            if engine
+                .has_declared_rule_rooted_at(&package.source_file, key)
+                .unwrap_or(false)
+            {
+                return Err(InterpError::Data {
+                    message: format!(
+                        "data path {}/{key} conflicts with rule {key} in {}",
+                        walked.join("/"),
+                        package.source_file
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 fn eval_path(engine: &mut regorus::Engine, path: String) -> anyhow::Result<regorus::Value> {
     match engine.eval_rule(path.clone()) {
         Err(e) if e.to_string() == NOT_A_RULE_PATH => {
@@ -459,6 +521,33 @@ mod tests {
             started.elapsed() < std::time::Duration::from_secs(10),
             "the limit stopped it"
         );
+    }
+
+    #[test]
+    fn data_that_shadows_a_rule_is_refused() {
+        let rego = "package flipt.authz.v1\ndefault allow := false\nallow if input.ok\n";
+        let src = [RegoSource {
+            path: "policy.rego".into(),
+            text: rego.into(),
+        }];
+        let shadow = json!({"flipt": {"authz": {"v1": {"allow": true}}}});
+        let err = InterpretedPolicy::new(&src, &shadow, &Builtins::empty()).unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "data path flipt/authz/v1/allow conflicts with rule allow in policy.rego"
+            ),
+            "{err}"
+        );
+        let leaf = json!({"flipt": {"authz": 5}});
+        let err = InterpretedPolicy::new(&src, &leaf, &Builtins::empty()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("data path flipt/authz is not an object"),
+            "{err}"
+        );
+        // Data beside the rules, in the same package namespace, is fine.
+        let beside = json!({"flipt": {"authz": {"v1": {"roles": []}}}, "roles": []});
+        InterpretedPolicy::new(&src, &beside, &Builtins::empty()).expect("no conflict");
     }
 
     #[test]

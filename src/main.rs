@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use wasmgate::artifact::PolicyContent;
 use wasmgate::config::Config;
@@ -99,10 +99,26 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wasmgate: error: {e:#}");
+            eprintln!("wasmgate: error: {}", render(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each said once: most of wasmgate's errors already
+/// include their cause in their own message.
+fn render(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn eval(args: EvalArgs) -> Result<()> {
@@ -147,16 +163,21 @@ fn eval(args: EvalArgs) -> Result<()> {
 /// Read an input document and check it is JSON, so a typo is reported as such rather than
 /// as a policy error.
 fn read_input(path: &Path) -> Result<Vec<u8>> {
+    let max = LoadOptions::default().bundle_limits.max_bytes;
     let bytes = if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::stdin()
+            .take(max + 1)
             .read_to_end(&mut buf)
             .context("reading input from stdin")?;
+        if buf.len() as u64 > max {
+            bail!("input on stdin is over the limit of {max} bytes");
+        }
         buf
     } else {
-        std::fs::read(path).with_context(|| format!("reading input {}", path.display()))?
+        local::read_limited(path, max)?
     };
-    if let Err(e) = serde_json::from_slice::<Value>(&bytes) {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
         bail!("input {} is not valid JSON: {e}", path.display());
     }
     Ok(bytes)

@@ -6,8 +6,10 @@
 //! capabilities file is generated: `opa capabilities --current` plus one declaration per
 //! registered builtin.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::artifact::RegoSource;
 use crate::builtins::Builtins;
@@ -24,11 +26,13 @@ pub enum OpaError {
     NotFound,
     #[error("`opa` configured at {0} does not exist or is not a file")]
     Missing(PathBuf),
-    #[error("running `{command}` failed: {source}")]
+    #[error("running `{command}` failed: {error}")]
     Spawn {
         command: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error("`{command}` did not finish within {timeout:?}; it was killed")]
+    Timeout { command: String, timeout: Duration },
     #[error("`{command}` exited with {status}:\n{stderr}")]
     Failed {
         command: String,
@@ -81,6 +85,7 @@ pub fn build_wasm_bundle(
     sources: &[RegoSource],
     entrypoints: &[String],
     builtins: &Builtins,
+    timeout: Duration,
 ) -> Result<Vec<u8>, OpaError> {
     let work = tempfile::Builder::new()
         .prefix("wasmgate-opa-build")
@@ -108,17 +113,20 @@ pub fn build_wasm_bundle(
     }
     if !builtins.is_empty() {
         let caps = work.path().join("capabilities.json");
-        std::fs::write(&caps, capabilities(opa, builtins)?)?;
+        std::fs::write(&caps, capabilities(opa, builtins, timeout)?)?;
         cmd.arg("--capabilities").arg(caps);
     }
     cmd.arg("-o").arg(&out).arg(&src_dir);
-    run(&mut cmd)?;
+    run(&mut cmd, timeout)?;
     Ok(std::fs::read(out)?)
 }
 
 /// OPA's current capabilities with every registered builtin declared.
-fn capabilities(opa: &Path, builtins: &Builtins) -> Result<Vec<u8>, OpaError> {
-    let stdout = run(Command::new(opa).args(["capabilities", "--current"]))?;
+fn capabilities(opa: &Path, builtins: &Builtins, timeout: Duration) -> Result<Vec<u8>, OpaError> {
+    let stdout = run(
+        Command::new(opa).args(["capabilities", "--current"]),
+        timeout,
+    )?;
     let mut caps: serde_json::Value =
         serde_json::from_slice(&stdout).map_err(|e| OpaError::Capabilities(e.to_string()))?;
     let list = caps
@@ -134,21 +142,63 @@ fn capabilities(opa: &Path, builtins: &Builtins) -> Result<Vec<u8>, OpaError> {
     Ok(serde_json::to_vec_pretty(&caps).expect("JSON values serialise"))
 }
 
-fn run(cmd: &mut Command) -> Result<Vec<u8>, OpaError> {
+/// Run `opa` with a deadline: a hung `opa build` must not wedge every later reload.
+/// stdout and stderr are drained on threads so a chatty child cannot block on a full pipe.
+fn run(cmd: &mut Command, timeout: Duration) -> Result<Vec<u8>, OpaError> {
     let command = format!("{cmd:?}").replace('"', "");
     tracing::debug!(%command, "running opa");
-    let output = cmd.output().map_err(|source| OpaError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    if !output.status.success() {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| OpaError::Spawn {
+            command: command.clone(),
+            error,
+        })?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(OpaError::Timeout { command, timeout });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
         return Err(OpaError::Failed {
             command,
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            status,
+            stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
         });
     }
-    Ok(output.stdout)
+    Ok(stdout)
 }
 
 #[cfg(test)]
@@ -208,8 +258,45 @@ mod tests {
             path: "../evil.rego".into(),
             text: String::new(),
         }];
-        let err = build_wasm_bundle(Path::new("/bin/true"), &sources, &[], &Builtins::empty())
-            .unwrap_err();
+        let err = build_wasm_bundle(
+            Path::new("/bin/true"),
+            &sources,
+            &[],
+            &Builtins::empty(),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
         assert!(matches!(err, OpaError::UnsafePath(_)), "{err}");
+    }
+
+    #[test]
+    fn a_hung_opa_is_killed_at_the_deadline() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let opa = dir.path().join("opa");
+        std::fs::write(&opa, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&opa, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sources = [RegoSource {
+            path: "p.rego".into(),
+            text: "package p".into(),
+        }];
+        let started = Instant::now();
+        let err = build_wasm_bundle(
+            &opa,
+            &sources,
+            &["p/allow".into()],
+            &Builtins::empty(),
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(matches!(err, OpaError::Timeout { .. }), "{err}");
+        assert!(
+            err.to_string().contains("did not finish within 300ms"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed, not waited for"
+        );
     }
 }

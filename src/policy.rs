@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -70,6 +70,8 @@ pub enum LoadError {
         "the interpreted engine needs Rego sources, but the policy is a compiled Wasm module{0}"
     )]
     NoRegoSources(&'static str),
+    #[error("{0}")]
+    DataConflict(String),
     #[error("the bundle holds neither a Wasm module nor Rego sources")]
     EmptyBundle,
 }
@@ -87,6 +89,8 @@ pub struct LoadOptions {
     pub bundle_limits: BundleLimits,
     /// Instances kept per policy version; 0 means one per available core.
     pub pool_size: usize,
+    /// How long `opa build` may run before it is killed and the load fails.
+    pub opa_timeout: Duration,
 }
 
 impl Default for LoadOptions {
@@ -102,6 +106,7 @@ impl Default for LoadOptions {
             limits: Limits::default(),
             bundle_limits: BundleLimits::default(),
             pool_size: 0,
+            opa_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -141,8 +146,8 @@ pub struct PolicyInfo {
     /// Why this engine serves when it is not the one a user would expect (the interpreted
     /// fallback because no `opa` was found).
     pub engine_note: Option<String>,
-    /// Entrypoints compiled into a Wasm policy (empty for the interpreted engine, which
-    /// evaluates any rule).
+    /// The entrypoints this version answers: compiled into the Wasm module, or configured
+    /// for the interpreter.
     pub entrypoints: Vec<String>,
     #[serde(serialize_with = "serialize_time")]
     pub loaded_at: SystemTime,
@@ -152,15 +157,35 @@ fn serialize_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
     s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
 }
 
+/// Deepest input nesting accepted. Deeper documents are refused as client errors before
+/// evaluation: parsers on both engines recurse, and a 100k-deep array must not reach them.
+pub const MAX_INPUT_DEPTH: usize = 100;
+
 /// Why one decision failed. The caller must treat it as a deny.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("entrypoint `{0}` is not compiled into the current policy")]
+    #[error(
+        "entrypoint `{0}` is not one of this policy's entrypoints (see wasmgate.entrypoints and /v1/status)"
+    )]
     UnknownEntrypoint(String),
+    #[error("input document rejected: {0}")]
+    InvalidInput(String),
     #[error(transparent)]
     Wasm(AbiError),
     #[error(transparent)]
     Interpreted(#[from] InterpError),
+}
+
+impl EvalError {
+    /// Whether the caller, not the policy, is at fault (an HTTP 4xx).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            EvalError::UnknownEntrypoint(_)
+                | EvalError::InvalidInput(_)
+                | EvalError::Interpreted(InterpError::Input { .. })
+        )
+    }
 }
 
 impl From<AbiError> for EvalError {
@@ -177,6 +202,18 @@ impl PolicySet {
         &self.info
     }
 
+    /// Only the policy's entrypoints are answered — compiled ones for Wasm, configured ones
+    /// for the interpreter — so both engines accept the same paths and neither exposes data
+    /// documents or helper rules.
+    fn entrypoint<'a>(&self, entrypoint: &'a str) -> Result<&'a str, EvalError> {
+        let entrypoint = entrypoint.trim_matches('/');
+        if self.info.entrypoints.iter().any(|e| e == entrypoint) {
+            Ok(entrypoint)
+        } else {
+            Err(EvalError::UnknownEntrypoint(entrypoint.to_string()))
+        }
+    }
+
     /// Evaluate with the input given as JSON text (`None`: no input document). The fast path
     /// for callers that already hold JSON bytes, such as the HTTP server.
     pub fn evaluate_json(
@@ -184,17 +221,17 @@ impl PolicySet {
         entrypoint: &str,
         input_json: Option<&[u8]>,
     ) -> Result<Option<Value>, EvalError> {
-        let entrypoint = entrypoint.trim_matches('/');
+        let entrypoint = self.entrypoint(entrypoint)?;
+        if let Some(input) = input_json {
+            check_depth(input)?;
+        }
         match &self.evaluator {
             Evaluator::Wasm(pool) => Ok(pool.evaluate(entrypoint, input_json)?),
             Evaluator::Interpreted(policy) => {
                 let input = input_json
                     .map(serde_json::from_slice::<Value>)
                     .transpose()
-                    .map_err(|e| InterpError::Input {
-                        entrypoint: entrypoint.to_string(),
-                        message: e.to_string(),
-                    })?;
+                    .map_err(|e| EvalError::InvalidInput(e.to_string()))?;
                 Ok(policy.evaluate(entrypoint, input.as_ref())?)
             }
         }
@@ -206,16 +243,71 @@ impl PolicySet {
         entrypoint: &str,
         input: Option<&Value>,
     ) -> Result<Option<Value>, EvalError> {
+        let entrypoint = self.entrypoint(entrypoint)?;
         match &self.evaluator {
             Evaluator::Wasm(pool) => {
                 let json = input.map(|v| serde_json::to_vec(v).expect("JSON values serialise"));
-                Ok(pool.evaluate(entrypoint.trim_matches('/'), json.as_deref())?)
+                Ok(pool.evaluate(entrypoint, json.as_deref())?)
             }
-            Evaluator::Interpreted(policy) => {
-                Ok(policy.evaluate(entrypoint.trim_matches('/'), input)?)
-            }
+            Evaluator::Interpreted(policy) => Ok(policy.evaluate(entrypoint, input)?),
         }
     }
+}
+
+/// Refuse JSON nested deeper than [`MAX_INPUT_DEPTH`]. A byte scan, no parse: brackets
+/// inside strings are skipped, escapes honoured.
+fn check_depth(json: &[u8]) -> Result<(), EvalError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_INPUT_DEPTH {
+                    return Err(EvalError::InvalidInput(format!(
+                        "nested deeper than {MAX_INPUT_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// OPA refuses data at (or above, as a non-object) the path of a rule: "conflicting rule for
+/// data path". Without this check a data file could shadow a compiled entrypoint.
+fn check_entrypoint_data(data: &Value, entrypoints: &[String]) -> Result<(), LoadError> {
+    for entrypoint in entrypoints {
+        let mut node = data;
+        let parts: Vec<&str> = entrypoint.split('/').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(next) = node.get(part) else { break };
+            let path = parts[..=i].join("/");
+            if i + 1 == parts.len() {
+                return Err(LoadError::DataConflict(format!(
+                    "data path {path} conflicts with entrypoint {entrypoint}"
+                )));
+            }
+            if !next.is_object() {
+                return Err(LoadError::DataConflict(format!(
+                    "data path {path} is not an object, but entrypoint {entrypoint} lies under it"
+                )));
+            }
+            node = next;
+        }
+    }
+    Ok(())
 }
 
 /// Builds policy versions, remembering the last compiled module and the last `opa build`
@@ -274,7 +366,8 @@ impl Loader {
         let (engine, evaluator, entrypoints) = match self.choose(wasm, &rego, artifact_kind)? {
             Choice::Wasm(wasm) => {
                 let compiled = self.compile(&wasm)?;
-                let entrypoints = compiled.entrypoints().keys().cloned().collect();
+                let entrypoints: Vec<String> = compiled.entrypoints().keys().cloned().collect();
+                check_entrypoint_data(&merged, &entrypoints)?;
                 let size = self.options.pool_size();
                 let pool = InstancePool::new(compiled, Arc::from(data_json), size, size * 2)?;
                 (
@@ -290,7 +383,11 @@ impl Loader {
                 (
                     EngineKind::Interpreted,
                     Evaluator::Interpreted(Box::new(policy)),
-                    Vec::new(),
+                    self.options
+                        .entrypoints
+                        .iter()
+                        .map(|e| e.trim_matches('/').to_string())
+                        .collect(),
                 )
             }
         };
@@ -332,7 +429,9 @@ impl Loader {
             (preference, None) => {
                 let opa = match opa_cli::locate(self.options.opa.as_deref()) {
                     Ok(opa) => opa,
-                    Err(e) if preference == EnginePreference::Auto => {
+                    // Only a missing `opa` falls back; a configured path that does not exist
+                    // is a mistake to report, not to paper over.
+                    Err(e @ OpaError::NotFound) if preference == EnginePreference::Auto => {
                         tracing::warn!(
                             "FALLING BACK TO THE INTERPRETED ENGINE (regorus): {e}. \
                              Decisions are served, but slower than compiled Wasm."
@@ -367,6 +466,7 @@ impl Loader {
             rego,
             &self.options.entrypoints,
             &self.options.builtins,
+            self.options.opa_timeout,
         )?;
         let bundle = crate::bundle::read_bundle(&bundle, &self.options.bundle_limits)
             .map_err(LoadError::OpaOutput)?;
@@ -443,5 +543,55 @@ fn revision_of(bundle_revision: Option<&str>, policy_hash: &str, data_hash: &str
     match bundle_revision {
         Some(rev) => format!("{rev}+{}", &combined[..12]),
         None => combined[..12].to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn input_nesting_is_bounded_without_parsing() {
+        let ok = format!(
+            "{}{}",
+            "[".repeat(MAX_INPUT_DEPTH),
+            "]".repeat(MAX_INPUT_DEPTH)
+        );
+        assert!(check_depth(ok.as_bytes()).is_ok());
+        let deep = format!(
+            "{}{}",
+            "[".repeat(MAX_INPUT_DEPTH + 1),
+            "]".repeat(MAX_INPUT_DEPTH + 1)
+        );
+        let err = check_depth(deep.as_bytes()).unwrap_err();
+        assert!(
+            err.is_client_error() && err.to_string().contains("nested deeper than 100"),
+            "{err}"
+        );
+        // Brackets inside strings, escaped quotes included, do not count.
+        let text = format!(r#"{{"s":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(check_depth(text.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn data_at_an_entrypoint_path_is_refused() {
+        let eps = ["flipt/authz/v1/allow".to_string()];
+        let shadow = json!({"flipt": {"authz": {"v1": {"allow": true}}}});
+        let err = check_entrypoint_data(&shadow, &eps).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("data path flipt/authz/v1/allow conflicts with entrypoint"),
+            "{err}"
+        );
+        let leaf = json!({"flipt": {"authz": "x"}});
+        let err = check_entrypoint_data(&leaf, &eps).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("data path flipt/authz is not an object"),
+            "{err}"
+        );
+        let beside = json!({"flipt": {"authz": {"v1": {"roles": []}}}, "roles": []});
+        assert!(check_entrypoint_data(&beside, &eps).is_ok());
     }
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -56,6 +57,8 @@ pub fn router(authz: Authorizer) -> Router {
         .route("/health", get(health))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -80,16 +83,29 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
 }
 
 async fn get_decision(State(state): State<AppState>, Path(path): Path<String>) -> Response {
-    decide(&state, &path, None)
+    decide(state, path, None).await
 }
 
 async fn post_decision(
     State(state): State<AppState>,
     Path(path): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            state.counters.client_errors.fetch_add(1, Ordering::Relaxed);
+            let status = rejection.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "request_too_large"
+            } else {
+                "invalid_parameter"
+            };
+            return error(status, code, rejection.body_text());
+        }
+    };
     if body.iter().all(u8::is_ascii_whitespace) {
-        return decide(&state, &path, None);
+        return decide(state, path, None).await;
     }
     // Keep `input` as raw JSON: the Wasm path hands those bytes straight to the policy.
     let doc: BTreeMap<String, Box<RawValue>> = match serde_json::from_slice(&body) {
@@ -103,18 +119,23 @@ async fn post_decision(
             );
         }
     };
-    decide(
-        &state,
-        &path,
-        doc.get("input").map(|raw| raw.get().as_bytes()),
-    )
+    let input = doc.get("input").map(|raw| raw.get().to_owned());
+    decide(state, path, input).await
 }
 
-fn decide(state: &AppState, path: &str, input: Option<&[u8]>) -> Response {
+/// Evaluate on the blocking pool: a decision normally takes microseconds, but one that runs
+/// to its deadline must not stall the async workers that answer `/health` and other calls.
+async fn decide(state: AppState, path: String, input: Option<String>) -> Response {
+    let authz = state.authz.clone();
+    let entrypoint = path.trim_matches('/').to_string();
+    let ep = entrypoint.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        authz.evaluate_json(&ep, input.as_deref().map(str::as_bytes))
+    })
+    .await;
     let counters = &state.counters;
-    let entrypoint = path.trim_matches('/');
-    match state.authz.evaluate_json(entrypoint, input) {
-        Ok(decision) => {
+    match outcome {
+        Ok(Ok(decision)) => {
             let body = match &decision.result {
                 Some(result) => {
                     counters.defined.fetch_add(1, Ordering::Relaxed);
@@ -131,7 +152,7 @@ fn decide(state: &AppState, path: &str, input: Option<&[u8]>) -> Response {
             }
             response
         }
-        Err(DecisionError::NoPolicy) => {
+        Ok(Err(DecisionError::NoPolicy)) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -139,37 +160,50 @@ fn decide(state: &AppState, path: &str, input: Option<&[u8]>) -> Response {
                 "no policy is loaded yet; see /v1/status",
             )
         }
-        Err(DecisionError::Eval {
-            source: EvalError::UnknownEntrypoint(ep),
-            revision,
-        }) => {
+        Ok(Err(DecisionError::Eval { source, .. })) if source.is_client_error() => {
             counters.client_errors.fetch_add(1, Ordering::Relaxed);
-            error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!(
-                    "entrypoint `{ep}` is not compiled into policy revision {revision}; add it to wasmgate.entrypoints"
-                ),
-            )
+            let status = match source {
+                EvalError::UnknownEntrypoint(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let code = if status == StatusCode::NOT_FOUND {
+                "not_found"
+            } else {
+                "invalid_parameter"
+            };
+            error(status, code, source)
         }
-        Err(DecisionError::Eval {
-            source: EvalError::Interpreted(e),
-            ..
-        }) if matches!(
-            e,
-            crate::interp::InterpError::Input { .. }
-                | crate::interp::InterpError::Entrypoint { .. }
-        ) =>
-        {
-            counters.client_errors.fetch_add(1, Ordering::Relaxed);
-            error(StatusCode::BAD_REQUEST, "invalid_parameter", e)
-        }
-        Err(e) => {
+        Ok(Err(e)) => {
             counters.failed.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(entrypoint, "decision failed (deny): {e}");
             error(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", e)
         }
+        Err(e) => {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(entrypoint, "decision task failed (deny): {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the decision task failed",
+            )
+        }
     }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such endpoint {uri}; decisions are at /v1/data/<entrypoint>"),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {uri}"),
+    )
 }
 
 async fn health(State(state): State<AppState>) -> Response {

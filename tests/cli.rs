@@ -174,9 +174,19 @@ fn eval_a_bundle_sees_bundle_data_and_the_data_flag() {
             "/dev/stdin",
         ])
         .stdin(Stdio::null()));
-    // /dev/stdin with no data is empty, which is not JSON: a clear error, not a panic.
+    // A device is not an input file (it could block or never end): a clear error.
     let err = failed(&out);
-    assert!(err.contains("not valid JSON"), "{err}");
+    assert!(
+        err.contains("/dev/stdin") && err.contains("not a regular file"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("empty.json"), "").unwrap();
+    let out = eval_in(
+        dir.path(),
+        &["-p", "policy.bin", "-e", "test/echo", "-i", "empty.json"],
+    );
+    let err = failed(&out);
+    assert!(err.contains("empty.json is not valid JSON"), "{err}");
     let out = eval_in(
         dir.path(),
         &[
@@ -541,7 +551,7 @@ fn serve_rejects_bad_requests_with_4xx_and_keeps_running() {
     };
     assert_eq!(status, 200);
     assert!(
-        metrics.contains("wasmgate_decisions_total{outcome=\"client_error\"} 3"),
+        metrics.contains("wasmgate_decisions_total{outcome=\"client_error\"} 4"),
         "{metrics}"
     );
 }
@@ -630,5 +640,162 @@ fn build_policies_script_without_opa_explains_how_to_provide_it() {
     let err = stderr(&out);
     for hint in ["wasmgate.opa", "WASMGATE_OPA", "PATH"] {
         assert!(err.contains(hint), "should mention {hint}: {err}");
+    }
+}
+
+#[test]
+fn data_that_shadows_a_rule_is_refused_instead_of_allowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let flipt = repo().join("policies/flipt");
+    let mut data: Value =
+        serde_json::from_str(&std::fs::read_to_string(flipt.join("data.json")).unwrap()).unwrap();
+    data["flipt"] = json!({"authz": {"v1": {"allow": true}}});
+    std::fs::write(dir.path().join("evil.json"), data.to_string()).unwrap();
+    let policy = flipt.join("policy.rego");
+    let input = flipt.join("inputs/missing_authentication.json");
+    let out = eval_in(
+        dir.path(),
+        &[
+            "-p",
+            policy.to_str().unwrap(),
+            "-d",
+            "evil.json",
+            "-e",
+            "flipt/authz/v1/allow",
+            "-i",
+            input.to_str().unwrap(),
+        ],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains("data path flipt/authz/v1/allow conflicts with rule allow"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no decision is printed");
+
+    // The same through a Wasm policy's entrypoint.
+    let wasm = dir.path().join("p.wasm");
+    std::fs::write(&wasm, echo_double().wasm()).unwrap();
+    std::fs::write(dir.path().join("shadow.json"), r#"{"test":{"deny":true}}"#).unwrap();
+    let out = eval_in(
+        dir.path(),
+        &["-p", "p.wasm", "-d", "shadow.json", "-e", "test/deny"],
+    );
+    let err = failed(&out);
+    assert!(
+        err.contains("data path test/deny conflicts with entrypoint test/deny"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_configured_opa_that_does_not_exist_is_an_error_not_a_fallback() {
+    let flipt = repo().join("policies/flipt/policy.rego");
+    let out = run(wasmgate(&[]).args([
+        "eval",
+        "-p",
+        flipt.to_str().unwrap(),
+        "-e",
+        "flipt/authz/v1/allow",
+        "--opa",
+        "/nonexistent/opa",
+    ]));
+    let err = failed(&out);
+    assert!(err.contains("/nonexistent/opa"), "{err}");
+}
+
+#[test]
+fn serve_answers_only_entrypoints_and_never_crashes_on_odd_paths() {
+    let server = serve(&repo().join("policies/flipt/wasmgate.yml"), &[]);
+    // Data documents and helper rules are not decisions.
+    for path in [
+        "/v1/data/roles",
+        "/v1/data/flipt/authz/v1",
+        "/v1/data/flipt.authz.v1.allow",
+    ] {
+        let (status, body, _) = post(&server, path, r#"{"input":{}}"#);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert_eq!(body["code"], "not_found", "{path}");
+    }
+    // A very deep path is a 404, not a stack overflow.
+    let deep = format!("/v1/data/{}", vec!["a"; 450].join("/"));
+    assert_eq!(get(&server, &deep).0, 404);
+    // Unknown endpoints and methods answer in OPA's error shape.
+    let (status, body) = get(&server, "/v2/nothing");
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    let resp = reqwest::blocking::Client::new()
+        .delete(format!("{}/health", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.json::<Value>().unwrap()["code"], "method_not_allowed");
+    // Still alive.
+    assert_eq!(get(&server, "/health").0, 200);
+}
+
+#[test]
+fn serve_refuses_deeply_nested_input_as_a_client_error() {
+    let dir = echo_dir();
+    std::fs::write(dir.path().join("wasmgate.yml"), "authorization:\n  local:\n    policy: {path: p.wasm}\nwasmgate:\n  entrypoints: [test/echo]\n").unwrap();
+    let server = serve(&dir.path().join("wasmgate.yml"), &[]);
+    let deep = format!(r#"{{"input":{}1{}}}"#, "[".repeat(150), "]".repeat(150));
+    let (status, body, _) = post(&server, "/v1/data/test/echo", &deep);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested deeper than 100"),
+        "{body}"
+    );
+    let (status, body, _) = post(&server, "/v1/data/test/echo", &"x".repeat(5 << 20));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (413, Some("request_too_large")),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_decision_running_to_its_deadline_does_not_stall_health_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let spin = OpaDouble::new().entrypoint("test/spin", common::opa_double::Body::Spin);
+    std::fs::write(dir.path().join("p.wasm"), spin.wasm()).unwrap();
+    std::fs::write(
+        dir.path().join("wasmgate.yml"),
+        "authorization:\n  local:\n    policy: {path: p.wasm}\nwasmgate:\n  entrypoints: [test/spin]\n  eval_timeout: 2s\n",
+    )
+    .unwrap();
+    let server = serve(&dir.path().join("wasmgate.yml"), &[]);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, done) = (format!("{}/v1/data/test/spin", server.base), done.clone());
+            std::thread::spawn(move || {
+                let status = reqwest::blocking::Client::new()
+                    .post(url)
+                    .body(r#"{"input":{}}"#)
+                    .send()
+                    .unwrap()
+                    .status();
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                status.as_u16()
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The async workers are free: health answers while every spinning decision still runs.
+    assert_eq!(get(&server, "/health").0, 200);
+    assert_eq!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "health answered only after the spins ended"
+    );
+    for s in spinners {
+        assert_eq!(
+            s.join().unwrap(),
+            500,
+            "a decision past its deadline is an error (deny)"
+        );
     }
 }

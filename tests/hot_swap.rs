@@ -211,6 +211,11 @@ fn broken_policy_keeps_the_last_good_version_and_is_reported() {
     wait_for(&authz, "the fixed version", |r| {
         r["policy"] == "fixed" && r["data"]["version"] == 3
     });
+    assert_eq!(
+        authz.status().last_error,
+        None,
+        "a good version clears the error"
+    );
 }
 
 #[test]

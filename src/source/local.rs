@@ -5,6 +5,7 @@
 //! check misses an edit made within the same second as the last load, and editors that
 //! preserve mtimes defeat it entirely.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -14,6 +15,8 @@ use crate::artifact::{PolicyContent, RegoSource};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("{path}: not a regular file")]
+    NotAFile { path: PathBuf },
     #[error("reading {path}: {source}")]
     Io {
         path: PathBuf,
@@ -84,7 +87,13 @@ fn collect_rego(
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let path = entry.path();
-        let kind = entry.file_type().map_err(io(&path))?;
+        // Hidden entries are skipped: Kubernetes mounts a ConfigMap as symlinks into a
+        // `..data` directory, and reading both would load every rule twice.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // Follow symlinks (ConfigMaps, deploy tools) to what they point at.
+        let kind = std::fs::metadata(&path).map_err(io(&path))?;
         if kind.is_dir() {
             collect_rego(root, &path, out)?;
         } else if kind.is_file() && path.extension().is_some_and(|e| e == "rego") {
@@ -99,16 +108,32 @@ fn collect_rego(
     Ok(())
 }
 
-fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
-    let size = std::fs::metadata(path).map_err(io(path))?.len();
-    if size > max_bytes {
-        return Err(SourceError::TooLarge {
+/// Read a regular file of at most `max_bytes`. FIFOs and devices are refused (a read from
+/// one could block forever or never end), and the read itself is bounded in case the file
+/// grows between the size check and the read.
+pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, SourceError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if !meta.is_file() {
+        return Err(SourceError::NotAFile {
             path: path.to_path_buf(),
-            size,
-            limit: max_bytes,
         });
     }
-    std::fs::read(path).map_err(io(path))
+    let too_large = |size| SourceError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: max_bytes,
+    };
+    if meta.len() > max_bytes {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
+        .map_err(io(path))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// Read a JSON data file; its top-level keys become `data.<key>`, as in Flipt.
@@ -216,6 +241,31 @@ mod tests {
             read_data(&file, 1024).unwrap().1,
             first,
             "edited within the same second"
+        );
+    }
+
+    #[test]
+    fn symlinked_rego_is_followed_and_hidden_entries_are_skipped() {
+        // The layout Kubernetes gives a mounted ConfigMap.
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = dir.path().join("..2026_12_03");
+        std::fs::create_dir(&stamp).unwrap();
+        std::fs::write(stamp.join("policy.rego"), "package p").unwrap();
+        std::os::unix::fs::symlink("..2026_12_03", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/policy.rego", dir.path().join("policy.rego")).unwrap();
+        let PolicyContent::RegoDir(sources) = read_policy(dir.path(), 1 << 20).unwrap() else {
+            panic!("expected a directory of rego");
+        };
+        let paths: Vec<_> = sources.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["policy.rego"], "read once, through the symlink");
+    }
+
+    #[test]
+    fn fifos_and_devices_are_not_read() {
+        let err = read_limited(Path::new("/dev/zero"), 1024).unwrap_err();
+        assert!(
+            err.to_string().contains("/dev/zero: not a regular file"),
+            "{err}"
         );
     }
 }
