@@ -20,8 +20,8 @@ pub const OPA_ENV: &str = "WASMGATE_OPA";
 #[derive(Debug, thiserror::Error)]
 pub enum OpaError {
     #[error(
-        "no `opa` binary found, and compiling .rego to Wasm needs one: set `wasmgate.opa` in the config, \
-         set the {OPA_ENV} environment variable, or put `opa` on PATH"
+        "no `opa` binary found, and compiling .rego to Wasm needs one: set `wasmgate.opa` in the config \
+         (`--opa` for `wasmgate eval`), set the {OPA_ENV} environment variable, or put `opa` on PATH"
     )]
     NotFound,
     #[error("`opa` configured at {0} does not exist or is not a file")]
