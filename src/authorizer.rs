@@ -6,7 +6,6 @@
 //! running keep their `Arc` to the old version and finish on it, so a swap never fails or
 //! blocks one.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -110,7 +109,9 @@ impl Shared {
         );
         self.current.store(Some(Arc::new(set)));
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-        // The error described a version that is now superseded.
+    }
+
+    fn clear_error(&self) {
         self.health.lock().expect("health lock").last_error = None;
     }
 
@@ -394,20 +395,32 @@ impl LocalPoller {
         );
         policy_tick.tick().await;
         data_tick.tick().await;
+        // Whether the last poll of each file failed: the status error is cleared only when
+        // neither is failing, so a data swap does not hide a policy file still broken.
+        let mut failing = [self.good.is_none(), false];
         loop {
-            let policy_due = tokio::select! {
-                _ = policy_tick.tick() => true,
-                _ = data_tick.tick(), if self.data.is_some() => false,
+            let which = tokio::select! {
+                _ = policy_tick.tick() => 0,
+                _ = data_tick.tick(), if self.data.is_some() => 1,
             };
-            let outcome = if policy_due {
+            let outcome = if which == 0 {
                 self.poll_policy().await
             } else {
                 self.poll_data().await
             };
             match outcome {
-                Ok(Some(set)) => shared.swap_in(set),
-                Ok(None) => {}
-                Err(e) => shared.record_failure(&e),
+                Ok(Some(set)) => {
+                    shared.swap_in(set);
+                    failing[which] = false;
+                }
+                Ok(None) => failing[which] = false,
+                Err(e) => {
+                    failing[which] = true;
+                    shared.record_failure(&e);
+                }
+            }
+            if !failing.contains(&true) {
+                shared.clear_error();
             }
         }
     }
@@ -418,31 +431,65 @@ impl LocalPoller {
         if good.is_some_and(|g| g.policy_hash == crate::policy::content_hash(&policy)) {
             return Ok(None);
         }
-        let data = match good {
-            Some(g) => g.data.clone(),
-            // Never loaded (started degraded): read the data too.
-            None => match &self.data {
-                Some(d) => Some(local::read_data(&d.path, self.max_bytes)?),
-                None => None,
-            },
-        };
         tracing::info!(path = %self.policy.path.display(), "policy file changed; rebuilding");
-        self.build(policy, data).await.map(Some)
+        let Some(good) = good else {
+            // Never loaded (started degraded): read the data too.
+            let data = self.read_data()?;
+            return self.build(policy, data).await.map(Some);
+        };
+        let data = good.data.clone();
+        let good_data_hash = data.as_ref().map(|(_, h)| h.clone());
+        match self.build(policy.clone(), data).await {
+            Ok(set) => Ok(Some(set)),
+            // A policy may only be valid with data that changed alongside it (a renamed
+            // rule and its data); try the data on disk before giving up.
+            Err(first) => match self.read_data() {
+                Ok(Some(fresh)) if Some(&fresh.1) != good_data_hash.as_ref() => self
+                    .build(policy, Some(fresh))
+                    .await
+                    .map(Some)
+                    .map_err(|_| first),
+                _ => Err(first),
+            },
+        }
     }
 
     async fn poll_data(&mut self) -> Result<Option<PolicySet>, ReloadError> {
-        let Some(source) = &self.data else {
+        let Some((value, hash)) = self.read_data()? else {
             return Ok(None);
         };
-        let path: PathBuf = source.path.clone();
-        let (value, hash) = local::read_data(&path, self.max_bytes)?;
-        let policy = match &self.good {
+        let (policy, policy_hash) = match &self.good {
             Some(g) if g.data.as_ref().is_some_and(|(_, h)| *h == hash) => return Ok(None),
-            Some(g) => g.policy.clone(),
-            None => local::read_policy(&self.policy.path, self.max_bytes)?,
+            Some(g) => (g.policy.clone(), Some(g.policy_hash.clone())),
+            None => (local::read_policy(&self.policy.path, self.max_bytes)?, None),
         };
-        tracing::info!(path = %path.display(), "data file changed; rebuilding");
-        self.build(policy, Some((value, hash))).await.map(Some)
+        tracing::info!("data file changed; rebuilding");
+        match self
+            .build(policy, Some((value.clone(), hash.clone())))
+            .await
+        {
+            Ok(set) => Ok(Some(set)),
+            // As above, the other way round: new data may need the policy on disk.
+            Err(first) => match local::read_policy(&self.policy.path, self.max_bytes) {
+                Ok(fresh)
+                    if policy_hash.is_some()
+                        && Some(crate::policy::content_hash(&fresh)) != policy_hash =>
+                {
+                    self.build(fresh, Some((value, hash)))
+                        .await
+                        .map(Some)
+                        .map_err(|_| first)
+                }
+                _ => Err(first),
+            },
+        }
+    }
+
+    fn read_data(&self) -> Result<Option<(Value, String)>, ReloadError> {
+        match &self.data {
+            Some(d) => Ok(Some(local::read_data(&d.path, self.max_bytes)?)),
+            None => Ok(None),
+        }
     }
 }
 

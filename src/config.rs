@@ -630,6 +630,8 @@ fn parse_entrypoint(node: &Node<'_>) -> yaml::Result<String> {
         "must not start with '/'; write it like flipt/authz/v1/allow"
     } else if entrypoint.split('/').any(str::is_empty) {
         "must not contain an empty path segment (\"//\" or a trailing '/')"
+    } else if entrypoint.split('/').count() > crate::interp::MAX_PATH_SEGMENTS {
+        "has more than 64 path segments"
     } else {
         return Ok(entrypoint);
     };
@@ -967,6 +969,12 @@ wasmgate:
             format!("authorization: {{local: {{policy: {{path: p}}}}}}\nwasmgate: {body}")
         };
         let table: Vec<(&str, String, &str, &str)> = vec![
+            (
+                "entrypoint too deep",
+                settings(&format!("{{entrypoints: [{}]}}", vec!["a"; 65].join("/"))),
+                "wasmgate.entrypoints[0]",
+                "more than 64 path segments",
+            ),
             (
                 "absurd pool size",
                 settings("{pool_size: 100000000}"),

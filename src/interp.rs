@@ -446,6 +446,9 @@ fn opa_compare(a: &regorus::Value, b: &regorus::Value) -> std::cmp::Ordering {
 /// Turn OPA's slash form into the `data.`-rooted reference regorus expects. Components that
 /// are not plain identifiers (`my-app`, `1.0`, keywords) are written in bracket form so any
 /// package name OPA accepts can be addressed.
+/// Longest entrypoint path accepted, in segments.
+pub const MAX_PATH_SEGMENTS: usize = 64;
+
 fn rule_path(entrypoint: &str) -> Result<String, InterpError> {
     let trimmed = entrypoint.trim_matches('/');
     let invalid = |message: &str| InterpError::Entrypoint {
@@ -456,6 +459,12 @@ fn rule_path(entrypoint: &str) -> Result<String, InterpError> {
         return Err(invalid(
             "is empty; expected a path such as flipt/authz/v1/allow",
         ));
+    }
+    // regorus resolves paths recursively; a few hundred segments overflow a thread's stack.
+    if trimmed.split('/').count() > MAX_PATH_SEGMENTS {
+        return Err(invalid(&format!(
+            "has more than {MAX_PATH_SEGMENTS} path segments"
+        )));
     }
     let mut path = String::from("data");
     for component in trimmed.split('/') {

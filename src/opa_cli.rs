@@ -7,6 +7,7 @@
 //! registered builtin.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +25,9 @@ pub enum OpaError {
          (`--opa` for `wasmgate eval`), set the {OPA_ENV} environment variable, or put `opa` on PATH"
     )]
     NotFound,
-    #[error("`opa` configured at {0} does not exist or is not a file")]
+    #[error(
+        "`opa` configured as {0} does not exist, is not a file, or (as a bare name) is not on PATH"
+    )]
     Missing(PathBuf),
     #[error("running `{command}` failed: {error}")]
     Spawn {
@@ -63,19 +66,25 @@ fn locate_with(
     from_env: Option<PathBuf>,
     path_var: Option<std::ffi::OsString>,
 ) -> Result<PathBuf, OpaError> {
-    if let Some(explicit) = configured.map(Path::to_path_buf).or(from_env) {
-        return if explicit.is_file() {
-            Ok(explicit)
-        } else {
-            Err(OpaError::Missing(explicit))
-        };
+    let on_path = |name: &Path| {
+        path_var
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    };
+    let explicit = configured
+        .map(Path::to_path_buf)
+        .or(from_env.filter(|p| !p.as_os_str().is_empty()));
+    match explicit {
+        // A bare name (`opa`, `opa-1.17`) is looked up on PATH, as a shell would.
+        Some(name) if name.components().count() == 1 && !name.is_absolute() => {
+            on_path(&name).ok_or(OpaError::Missing(name))
+        }
+        Some(path) if path.is_file() => Ok(path),
+        Some(path) => Err(OpaError::Missing(path)),
+        None => on_path(Path::new("opa")).ok_or(OpaError::NotFound),
     }
-    path_var
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("opa"))
-        .find(|candidate| candidate.is_file())
-        .ok_or(OpaError::NotFound)
 }
 
 /// Compile `sources` to an OPA bundle (`.tar.gz` bytes) holding `/policy.wasm` with the
@@ -87,6 +96,8 @@ pub fn build_wasm_bundle(
     builtins: &Builtins,
     timeout: Duration,
 ) -> Result<Vec<u8>, OpaError> {
+    // One deadline for the whole compile: `opa capabilities` and `opa build` together.
+    let deadline = Instant::now() + timeout;
     let work = tempfile::Builder::new()
         .prefix("wasmgate-opa-build")
         .tempdir()?;
@@ -113,18 +124,24 @@ pub fn build_wasm_bundle(
     }
     if !builtins.is_empty() {
         let caps = work.path().join("capabilities.json");
-        std::fs::write(&caps, capabilities(opa, builtins, timeout)?)?;
+        std::fs::write(&caps, capabilities(opa, builtins, deadline, timeout)?)?;
         cmd.arg("--capabilities").arg(caps);
     }
     cmd.arg("-o").arg(&out).arg(&src_dir);
-    run(&mut cmd, timeout)?;
+    run(&mut cmd, deadline, timeout)?;
     Ok(std::fs::read(out)?)
 }
 
 /// OPA's current capabilities with every registered builtin declared.
-fn capabilities(opa: &Path, builtins: &Builtins, timeout: Duration) -> Result<Vec<u8>, OpaError> {
+fn capabilities(
+    opa: &Path,
+    builtins: &Builtins,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Vec<u8>, OpaError> {
     let stdout = run(
         Command::new(opa).args(["capabilities", "--current"]),
+        deadline,
         timeout,
     )?;
     let mut caps: serde_json::Value =
@@ -144,10 +161,12 @@ fn capabilities(opa: &Path, builtins: &Builtins, timeout: Duration) -> Result<Ve
 
 /// Run `opa` with a deadline: a hung `opa build` must not wedge every later reload.
 /// stdout and stderr are drained on threads so a chatty child cannot block on a full pipe.
-fn run(cmd: &mut Command, timeout: Duration) -> Result<Vec<u8>, OpaError> {
+fn run(cmd: &mut Command, deadline: Instant, timeout: Duration) -> Result<Vec<u8>, OpaError> {
     let command = format!("{cmd:?}").replace('"', "");
     tracing::debug!(%command, "running opa");
+    // Its own process group, so a timeout kills a wrapper script's children too.
     let mut child = cmd
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -177,12 +196,13 @@ fn run(cmd: &mut Command, timeout: Duration) -> Result<Vec<u8>, OpaError> {
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if Instant::now() >= deadline {
+            // SAFETY: kill(2) with a negative pid signals the process group we created.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.kill();
             let _ = child.wait();
             return Err(OpaError::Timeout { command, timeout });
@@ -238,6 +258,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_configured_name_is_looked_up_on_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("opa-1.17"), "").unwrap();
+        let path_var = std::env::join_paths([dir.path()]).unwrap();
+        let found = locate_with(Some(Path::new("opa-1.17")), None, Some(path_var.clone())).unwrap();
+        assert_eq!(found, dir.path().join("opa-1.17"));
+        let err = locate_with(Some(Path::new("opa-2")), None, Some(path_var)).unwrap_err();
+        assert!(matches!(err, OpaError::Missing(_)), "{err}");
+    }
+
+    #[test]
+    fn an_empty_environment_variable_counts_as_unset() {
+        let err = locate_with(None, Some(PathBuf::new()), Some("/nonexistent".into())).unwrap_err();
+        assert!(matches!(err, OpaError::NotFound), "{err}");
+    }
+
+    #[test]
     fn missing_opa_names_the_three_ways_to_provide_it() {
         let err = locate_with(None, None, Some("/nonexistent".into())).unwrap_err();
         let msg = err.to_string();
@@ -274,7 +311,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let opa = dir.path().join("opa");
-        std::fs::write(&opa, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        // A wrapper whose child would outlive a plain kill of the wrapper.
+        let pidfile = dir.path().join("sleep.pid");
+        let script = format!(
+            "#!/bin/sh\nsleep 30 &\necho $! > {}\nwait\n",
+            pidfile.display()
+        );
+        std::fs::write(&opa, script).unwrap();
         std::fs::set_permissions(&opa, std::fs::Permissions::from_mode(0o755)).unwrap();
         let sources = [RegoSource {
             path: "p.rego".into(),

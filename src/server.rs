@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,13 +44,19 @@ struct Counters {
 struct AppState {
     authz: Authorizer,
     counters: Arc<Counters>,
+    /// Decisions evaluating at once. Beyond this they wait: every running decision holds
+    /// its input and possibly a fresh instance, so an unbounded number of concurrent large
+    /// requests would exhaust memory.
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 /// The decision API as an axum router, for embedding or for [`serve`].
 pub fn router(authz: Authorizer) -> Router {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = AppState {
         authz,
         counters: Arc::default(),
+        running: Arc::new(tokio::sync::Semaphore::new(cores * 2)),
     };
     Router::new()
         .route("/v1/data/{*path}", get(get_decision).post(post_decision))
@@ -82,15 +88,34 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Res
         .into_response()
 }
 
-async fn get_decision(State(state): State<AppState>, Path(path): Path<String>) -> Response {
-    decide(state, path, None).await
+async fn get_decision(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    match path {
+        Ok(Path(path)) => decide(state, path, None).await,
+        Err(rejection) => bad_path(&state, rejection),
+    }
+}
+
+fn bad_path(state: &AppState, rejection: PathRejection) -> Response {
+    state.counters.client_errors.fetch_add(1, Ordering::Relaxed);
+    error(
+        rejection.status(),
+        "invalid_parameter",
+        rejection.body_text(),
+    )
 }
 
 async fn post_decision(
     State(state): State<AppState>,
-    Path(path): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let path = match path {
+        Ok(Path(path)) => path,
+        Err(rejection) => return bad_path(&state, rejection),
+    };
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -129,7 +154,12 @@ async fn decide(state: AppState, path: String, input: Option<String>) -> Respons
     let authz = state.authz.clone();
     let entrypoint = path.trim_matches('/').to_string();
     let ep = entrypoint.clone();
+    let permit = Arc::clone(&state.running)
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
     let outcome = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         authz.evaluate_json(&ep, input.as_deref().map(str::as_bytes))
     })
     .await;

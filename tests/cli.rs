@@ -729,6 +729,13 @@ fn serve_answers_only_entrypoints_and_never_crashes_on_odd_paths() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 405);
     assert_eq!(resp.json::<Value>().unwrap()["code"], "method_not_allowed");
+    // A path that is not UTF-8 is a client error in the same shape.
+    let (status, body) = get(&server, "/v1/data/x%FF");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_parameter")),
+        "{body}"
+    );
     // Still alive.
     assert_eq!(get(&server, "/health").0, 200);
 }

@@ -351,3 +351,59 @@ fn bundle_and_object_backends_are_not_yet_supported_at_start() {
         );
     }
 }
+
+#[test]
+fn policy_and_data_that_are_only_valid_together_swap_together() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each policy defines a rule where the other version's data puts a value, so neither
+    // file can change alone: the loader must pair the new policy with the new data.
+    let rego = |v: u32, rule: &str| {
+        format!(
+            "package test\n\ndecision := {{\"policy\": \"r{v}\", \"data\": data.test}}\n\n{rule} := 1\n"
+        )
+    };
+    write(&dir.path().join("policy.rego"), rego(1, "a").as_bytes());
+    write(&dir.path().join("data.json"), br#"{"test":{"b":1}}"#);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cfg = config(dir.path(), "policy.rego", "  engine: interpreted\n");
+    let authz = rt.block_on(Authorizer::start(cfg)).unwrap();
+    write(&dir.path().join("policy.rego"), rego(2, "b").as_bytes());
+    write(&dir.path().join("data.json"), br#"{"test":{"a":1}}"#);
+    wait_for(&authz, "the paired version", |r| {
+        r["policy"] == "r2" && r["data"]["a"] == 1
+    });
+}
+
+#[test]
+fn restoring_identical_content_clears_the_reported_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("policy.wasm"), &policy("p"));
+    write(&dir.path().join("data.json"), br#"{"version":1}"#);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let authz = rt
+        .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "")))
+        .unwrap();
+    std::fs::remove_file(dir.path().join("data.json")).unwrap();
+    let deadline = Instant::now() + POLL * 3 + BUILD_SLACK;
+    while authz.status().last_error.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the missing data file was never reported"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    write(&dir.path().join("data.json"), br#"{"version":1}"#);
+    let deadline = Instant::now() + POLL * 3 + BUILD_SLACK;
+    while authz.status().last_error.is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the error stayed after the file came back unchanged"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        authz.status().reloads_ok,
+        1,
+        "nothing changed, nothing was rebuilt"
+    );
+}

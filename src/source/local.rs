@@ -92,11 +92,18 @@ fn collect_rego(
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        // Follow symlinks (ConfigMaps, deploy tools) to what they point at.
-        let kind = std::fs::metadata(&path).map_err(io(&path))?;
+        let is_rego = path.extension().is_some_and(|e| e == "rego");
+        // Follow symlinks (ConfigMaps, deploy tools) to what they point at. A dangling link
+        // matters only if it claims to be Rego.
+        let kind = match std::fs::metadata(&path) {
+            Ok(kind) => kind,
+            Err(e) if is_rego => return Err(io(&path)(e)),
+            Err(_) => continue,
+        };
         if kind.is_dir() {
             collect_rego(root, &path, out)?;
-        } else if kind.is_file() && path.extension().is_some_and(|e| e == "rego") {
+        } else if is_rego {
+            // Anything named .rego is read; a FIFO or device is then refused by name.
             let rel = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
@@ -267,5 +274,19 @@ mod tests {
             err.to_string().contains("/dev/zero: not a regular file"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn only_rego_entries_can_fail_a_directory_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("p.rego"), "package p").unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("README")).unwrap();
+        assert!(
+            read_policy(dir.path(), 1 << 20).is_ok(),
+            "a dangling README is ignored"
+        );
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("gone.rego")).unwrap();
+        let err = read_policy(dir.path(), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("gone.rego"), "{err}");
     }
 }
