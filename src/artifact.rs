@@ -47,6 +47,36 @@ pub enum ArtifactError {
 
 const WASM_MAGIC: &[u8] = b"\0asm";
 
+/// Whether JSON (or YAML flow) text nests `[`/`{` deeper than `limit`. A byte scan, no
+/// parse: parsers recurse (and YAML's slows quadratically), so hostile depth is refused
+/// before one runs. Brackets inside double-quoted strings are skipped, escapes honoured.
+pub fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 impl PolicyArtifact {
     /// Classify by content: Wasm magic, gzip magic, else UTF-8 Rego text.
     pub fn from_content(

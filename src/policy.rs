@@ -257,30 +257,10 @@ impl PolicySet {
 /// Refuse JSON nested deeper than [`MAX_INPUT_DEPTH`]. A byte scan, no parse: brackets
 /// inside strings are skipped, escapes honoured.
 fn check_depth(json: &[u8]) -> Result<(), EvalError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in json {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_INPUT_DEPTH {
-                    return Err(EvalError::InvalidInput(format!(
-                        "nested deeper than {MAX_INPUT_DEPTH} levels"
-                    )));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    if crate::artifact::nesting_exceeds(json, MAX_INPUT_DEPTH) {
+        return Err(EvalError::InvalidInput(format!(
+            "nested deeper than {MAX_INPUT_DEPTH} levels"
+        )));
     }
     Ok(())
 }

@@ -295,7 +295,17 @@ fn take_wasm(
     Ok(Some(module))
 }
 
+/// Deepest data nesting accepted; the parsers refuse more anyway (serde's limit is 128),
+/// but only after a scan that is quadratic in depth for YAML.
+const MAX_DATA_DEPTH: usize = 128;
+
 fn parse_data(entry: &str, content: &[u8]) -> Result<Value, BundleError> {
+    if crate::artifact::nesting_exceeds(content, MAX_DATA_DEPTH) {
+        return Err(BundleError::DataParse {
+            entry: entry.to_owned(),
+            reason: format!("nested deeper than {MAX_DATA_DEPTH} levels"),
+        });
+    }
     let parsed = if entry.ends_with(".json") {
         serde_json::from_slice(content).map_err(|err| err.to_string())
     } else {
@@ -381,6 +391,19 @@ mod tests {
 
     fn read_err(entries: &[(&str, &[u8])]) -> BundleError {
         read(entries).expect_err("bundle should be refused")
+    }
+
+    #[test]
+    fn hostile_data_nesting_is_refused_before_parsing() {
+        let deep = format!("a: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        // The parser's own error would say "recursion limit"; this one comes from the scan.
+        let err = read_err(&[("/data.yaml", deep.as_bytes())]);
+        assert!(
+            err.to_string().contains("nested deeper than 128 levels"),
+            "{err}"
+        );
+        let ok = format!("{{\"a\": {}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(read(&[("/data.json", ok.as_bytes())]).is_ok());
     }
 
     /// A tarball the writer refuses to make: names are copied verbatim into the header.
