@@ -593,7 +593,7 @@ pub fn parse_result_set(text: &str) -> Result<Option<Value>, AbiError> {
 }
 
 /// The start of a long text, for error messages that must not echo a whole input back.
-fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     const MAX: usize = 200;
     if text.len() <= MAX {
         return text.to_string();

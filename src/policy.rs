@@ -210,7 +210,10 @@ impl PolicySet {
         if self.info.entrypoints.iter().any(|e| e == entrypoint) {
             Ok(entrypoint)
         } else {
-            Err(EvalError::UnknownEntrypoint(entrypoint.to_string()))
+            // Excerpted: a 10 KB path must not come back in the response and the log.
+            Err(EvalError::UnknownEntrypoint(crate::abi::excerpt(
+                entrypoint,
+            )))
         }
     }
 
