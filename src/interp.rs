@@ -232,28 +232,18 @@ fn check_data_conflicts(engine: &regorus::Engine, data: &Value) -> Result<(), In
             }
             walked.push(component.as_str());
             if walked.len() < package.components.len() && !node.is_object() {
-                return Err(InterpError::Data {
-                    message: format!(
-                        "data path {} is not an object, but package {} of {} lives under it",
-                        walked.join("/"),
-                        package.components.join("."),
-                        package.source_file
-                    ),
-                });
+                return Err(package_conflict(
+                    &walked,
+                    &package,
+                    "is not an object, but holds",
+                ));
             }
         }
         if walked.len() < package.components.len() {
             continue;
         }
         let Some(keys) = node.as_object() else {
-            return Err(InterpError::Data {
-                message: format!(
-                    "data path {} conflicts with package {} of {}",
-                    walked.join("/"),
-                    package.components.join("."),
-                    package.source_file
-                ),
-            });
+            return Err(package_conflict(&walked, &package, "conflicts with"));
         };
         for key in keys.keys() {
             // A key that is not a valid rule name cannot collide with a rule head.
@@ -272,6 +262,21 @@ fn check_data_conflicts(engine: &regorus::Engine, data: &Value) -> Result<(), In
         }
     }
     Ok(())
+}
+
+fn package_conflict(
+    walked: &[&str],
+    package: &regorus::PolicyPackageComponents,
+    relation: &str,
+) -> InterpError {
+    InterpError::Data {
+        message: format!(
+            "data path {} {relation} package {} of {}",
+            walked.join("/"),
+            package.components.join("."),
+            package.source_file
+        ),
+    }
 }
 
 fn eval_path(engine: &mut regorus::Engine, path: String) -> anyhow::Result<regorus::Value> {

@@ -56,6 +56,13 @@ fn eval_in(dir: &Path, args: &[&str]) -> Output {
     run(wasmgate(&[]).current_dir(dir).arg("eval").args(args))
 }
 
+/// `wasmgate eval` of the shipped Flipt policy's allow rule, plus `extra` flags.
+fn eval_flipt_allow(extra: &[&str]) -> Output {
+    let policy = repo().join("policies/flipt/policy.rego");
+    let args = ["-p", policy.to_str().unwrap(), "-e", "flipt/authz/v1/allow"];
+    eval_in(&repo(), &[&args[..], extra].concat())
+}
+
 /// A temporary directory holding `p.wasm`, the echo double.
 fn echo_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -252,16 +259,7 @@ fn eval_rego_without_opa_falls_back_to_the_interpreter_loudly() {
 
 #[test]
 fn eval_rego_with_engine_wasm_and_no_opa_names_the_three_ways_to_provide_it() {
-    let flipt = repo().join("policies/flipt/policy.rego");
-    let out = run(wasmgate(&[]).args([
-        "eval",
-        "-p",
-        flipt.to_str().unwrap(),
-        "-e",
-        "flipt/authz/v1/allow",
-        "--engine",
-        "wasm",
-    ]));
+    let out = eval_flipt_allow(&["--engine", "wasm"]);
     let err = failed(&out);
     for hint in [
         "no `opa` binary found",
@@ -690,16 +688,7 @@ fn data_that_shadows_a_rule_is_refused_instead_of_allowing() {
 
 #[test]
 fn a_configured_opa_that_does_not_exist_is_an_error_not_a_fallback() {
-    let flipt = repo().join("policies/flipt/policy.rego");
-    let out = run(wasmgate(&[]).args([
-        "eval",
-        "-p",
-        flipt.to_str().unwrap(),
-        "-e",
-        "flipt/authz/v1/allow",
-        "--opa",
-        "/nonexistent/opa",
-    ]));
+    let out = eval_flipt_allow(&["--opa", "/nonexistent/opa"]);
     let err = failed(&out);
     assert!(err.contains("/nonexistent/opa"), "{err}");
 }
