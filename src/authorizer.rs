@@ -232,15 +232,14 @@ impl Authorizer {
             max_bytes,
             good: None,
         };
-        match poller.load_everything().await {
-            Ok(set) => shared.swap_in(set),
-            Err(e) if config.wasmgate.start_degraded => {
-                tracing::warn!(
-                    "starting degraded (wasmgate.start_degraded): every decision is denied until a policy loads"
-                );
-                shared.record_failure(&e);
-            }
-            Err(e) => return Err(e.into()),
+        if config.wasmgate.start_degraded {
+            // Come up at once and load in the background: a slow first load (a large bundle,
+            // a slow `opa build`) must not keep the server from answering /health.
+            tracing::info!(
+                "start_degraded: serving now, denying every decision until a policy loads"
+            );
+        } else {
+            shared.swap_in(poller.load_everything().await?);
         }
         let task = tokio::spawn(poller.run(Arc::clone(&shared)));
         Ok(Self {
@@ -395,6 +394,13 @@ impl LocalPoller {
         );
         policy_tick.tick().await;
         data_tick.tick().await;
+        if self.good.is_none() {
+            // Started degraded: the first load happens here, not in `start`.
+            match self.load_everything().await {
+                Ok(set) => shared.swap_in(set),
+                Err(e) => shared.record_failure(&e),
+            }
+        }
         // Whether the last poll of each file failed: the status error is cleared only when
         // neither is failing, so a data swap does not hide a policy file still broken.
         let mut failing = [self.good.is_none(), false];
