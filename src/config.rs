@@ -151,8 +151,9 @@ pub struct Settings {
     pub max_memory_bytes: u64,
     /// Largest bundle accepted (YAML `max_bundle_size`), against decompression bombs.
     pub max_bundle_bytes: u64,
-    /// Start serving (and failing decisions) even if the first policy load fails, instead of
-    /// exiting; for deployments where the policy source may come up after wasmgate.
+    /// Serve at once and load the first policy in the background (denying until it loads),
+    /// instead of failing startup when that load fails; for deployments where the policy
+    /// source may come up after wasmgate.
     pub start_degraded: bool,
 }
 
