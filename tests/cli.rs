@@ -602,12 +602,20 @@ fn serve_degraded_reports_503_until_a_policy_appears() {
     )
     .unwrap();
     let server = serve(&dir.path().join("wasmgate.yml"), &[]);
-    let (status, body) = get(&server, "/health");
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body["message"].as_str().unwrap().contains("policy.wasm"),
-        "the reason names the file: {body}"
-    );
+    // The first load runs in the background; once it has failed, health gives the reason.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (status, body) = get(&server, "/health");
+        assert_eq!(status, 503, "{body}");
+        if body["message"].as_str().unwrap().contains("policy.wasm") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reason never named the file: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let (status, _, _) = post(&server, "/v1/data/test/deny", r#"{"input":{}}"#);
     assert_eq!(status, 503, "no policy: no answer, never an allow");
 
