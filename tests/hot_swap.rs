@@ -61,15 +61,31 @@ fn wait_for(authz: &Authorizer, what: &str, pred: impl Fn(&Value) -> bool) -> Du
     }
 }
 
-#[test]
-fn rewrites_under_load_swap_without_a_failed_or_mixed_decision() {
+/// Wait until the status satisfies `pred`, for at most three polls plus build time.
+fn wait_status(authz: &Authorizer, what: &str, pred: impl Fn(&wasmgate::Status) -> bool) {
+    let deadline = Instant::now() + POLL * 3 + BUILD_SLACK;
+    while !pred(&authz.status()) {
+        assert!(Instant::now() < deadline, "{what}: {:?}", authz.status());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A directory with the double tagged `tag` as policy.wasm and data {"version":1}, and an
+/// authorizer started on it (the runtime must outlive the authorizer's pollers).
+fn start_double(tag: &str) -> (tempfile::TempDir, tokio::runtime::Runtime, Authorizer) {
     let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("policy.wasm"), &policy("v1"));
+    write(&dir.path().join("policy.wasm"), &policy(tag));
     write(&dir.path().join("data.json"), br#"{"version":1}"#);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let authz = rt
         .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "")))
         .unwrap();
+    (dir, rt, authz)
+}
+
+#[test]
+fn rewrites_under_load_swap_without_a_failed_or_mixed_decision() {
+    let (dir, _rt, authz) = start_double("v1");
 
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicU64::new(0));
@@ -149,26 +165,15 @@ fn rewrites_under_load_swap_without_a_failed_or_mixed_decision() {
 
 #[test]
 fn broken_policy_keeps_the_last_good_version_and_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("policy.wasm"), &policy("good"));
-    write(&dir.path().join("data.json"), br#"{"version":1}"#);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let authz = rt
-        .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "")))
-        .unwrap();
+    let (dir, _rt, authz) = start_double("good");
     let revision = authz.status().revision.unwrap();
 
     // A module without the OPA exports, then malformed data.
     let not_opa = wat::parse_str(r#"(module (func (export "f")))"#).unwrap();
     write(&dir.path().join("policy.wasm"), &not_opa);
-    let deadline = Instant::now() + POLL + BUILD_SLACK;
-    while authz.status().reloads_failed == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the broken policy was never noticed"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_status(&authz, "the broken policy was never noticed", |s| {
+        s.reloads_failed > 0
+    });
     let status = authz.status();
     let error = status.last_error.expect("the failure is reported");
     assert!(error.contains("not an OPA policy module"), "{error}");
@@ -182,19 +187,12 @@ fn broken_policy_keeps_the_last_good_version_and_is_reported() {
 
     write(&dir.path().join("data.json"), b"{ not json");
     let failed_before = authz.status().reloads_failed;
-    let deadline = Instant::now() + POLL * 3 + BUILD_SLACK;
-    while !authz
-        .status()
-        .last_error
-        .unwrap_or_default()
-        .contains("data.json")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the malformed data was never reported"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_status(&authz, "the malformed data was never reported", |s| {
+        s.last_error
+            .clone()
+            .unwrap_or_default()
+            .contains("data.json")
+    });
     assert!(authz.status().reloads_failed > failed_before);
     assert_eq!(
         authz
@@ -251,14 +249,9 @@ fn start_degraded_denies_until_a_policy_loads() {
         )))
         .expect("degraded start succeeds");
     assert!(!authz.status().ready);
-    let deadline = Instant::now() + BUILD_SLACK;
-    while authz.status().last_error.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the failed first load was never reported"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_status(&authz, "the failed first load was never reported", |s| {
+        s.last_error.is_some()
+    });
     assert!(matches!(
         authz.evaluate("test/decision", &json!({})),
         Err(wasmgate::DecisionError::NoPolicy)
@@ -266,7 +259,7 @@ fn start_degraded_denies_until_a_policy_loads() {
     assert!(!authz.is_allowed(&json!({})), "no policy means deny");
 
     write(&dir.path().join("policy.wasm"), &policy("late"));
-    wait_for_ready(&authz);
+    wait_status(&authz, "the policy never loaded", |s| s.ready);
     assert_eq!(
         authz
             .evaluate("test/decision", &json!({}))
@@ -275,14 +268,6 @@ fn start_degraded_denies_until_a_policy_loads() {
             .unwrap()["policy"],
         "late"
     );
-}
-
-fn wait_for_ready(authz: &Authorizer) {
-    let deadline = Instant::now() + POLL + BUILD_SLACK;
-    while !authz.status().ready {
-        assert!(Instant::now() < deadline, "the policy never loaded");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -383,31 +368,17 @@ fn policy_and_data_that_are_only_valid_together_swap_together() {
 
 #[test]
 fn restoring_identical_content_clears_the_reported_error() {
-    let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("policy.wasm"), &policy("p"));
-    write(&dir.path().join("data.json"), br#"{"version":1}"#);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let authz = rt
-        .block_on(Authorizer::start(config(dir.path(), "policy.wasm", "")))
-        .unwrap();
+    let (dir, _rt, authz) = start_double("p");
     std::fs::remove_file(dir.path().join("data.json")).unwrap();
-    let deadline = Instant::now() + POLL * 3 + BUILD_SLACK;
-    while authz.status().last_error.is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the missing data file was never reported"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_status(&authz, "the missing data file was never reported", |s| {
+        s.last_error.is_some()
+    });
     write(&dir.path().join("data.json"), br#"{"version":1}"#);
-    let deadline = Instant::now() + POLL * 3 + BUILD_SLACK;
-    while authz.status().last_error.is_some() {
-        assert!(
-            Instant::now() < deadline,
-            "the error stayed after the file came back unchanged"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_status(
+        &authz,
+        "the error stayed after the file came back unchanged",
+        |s| s.last_error.is_none(),
+    );
     assert_eq!(
         authz.status().reloads_ok,
         1,
