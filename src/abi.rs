@@ -224,8 +224,12 @@ impl CompiledPolicy {
         if compiled.abi.has_fast_path() && probe.exports.eval_fast.is_none() {
             return Err(AbiError::MissingExports(vec!["opa_eval".into()]));
         }
-        compiled.entrypoints = probe.name_map("entrypoints")?;
-        let wanted = probe.name_map("builtins")?;
+        let (entrypoints, builtins_fn) = (
+            probe.exports.entrypoints.clone(),
+            probe.exports.builtins.clone(),
+        );
+        compiled.entrypoints = probe.name_map("entrypoints", entrypoints)?;
+        let wanted = probe.name_map("builtins", builtins_fn)?;
         compiled.builtins = resolve_builtins(&wanted, builtins)?;
         Ok(compiled)
     }
@@ -539,11 +543,11 @@ impl PolicyInstance {
     }
 
     /// Read a JSON object of name -> id from an export such as `entrypoints()`.
-    fn name_map(&mut self, export: &'static str) -> Result<BTreeMap<String, i32>, AbiError> {
-        let func = match export {
-            "entrypoints" => self.exports.entrypoints.clone(),
-            _ => self.exports.builtins.clone(),
-        };
+    fn name_map(
+        &mut self,
+        export: &'static str,
+        func: TypedFunc<(), i32>,
+    ) -> Result<BTreeMap<String, i32>, AbiError> {
         let text = (|| {
             let value = func.call(&mut self.store, ())?;
             let dumped = self.exports.json_dump.call(&mut self.store, value)?;

@@ -376,8 +376,9 @@ impl LocalPoller {
         let set = tokio::task::spawn_blocking(move || loader.load(p, d))
             .await
             .map_err(|e| ReloadError::Task(e.to_string()))??;
+        // The loader hashed this content already; the poller compares against that hash.
         self.good = Some(Good {
-            policy_hash: crate::policy::content_hash(&policy),
+            policy_hash: set.info().policy_hash.clone(),
             policy,
             data,
         });

@@ -60,6 +60,8 @@ pub enum LoadError {
     Opa(#[from] OpaError),
     #[error("the bundle written by opa build: {0}")]
     OpaOutput(BundleError),
+    #[error("the bundle written by opa build holds no /policy.wasm; was `-t wasm` ignored?")]
+    OpaOutputWithoutWasm,
     #[error("loading the Wasm policy: {0}")]
     Abi(#[from] AbiError),
     #[error("interpreting the Rego policy: {0}")]
@@ -311,10 +313,6 @@ impl Loader {
         }
     }
 
-    pub fn options(&self) -> &LoadOptions {
-        &self.options
-    }
-
     /// Build a policy version from the policy content and an optional separately supplied
     /// data document (merged over any bundle data). Blocking: may run `opa` and compile Wasm.
     pub fn load(&self, policy: PolicyContent, data: Option<Value>) -> Result<PolicySet, LoadError> {
@@ -453,9 +451,7 @@ impl Loader {
         )?;
         let bundle = crate::bundle::read_bundle(&bundle, &self.options.bundle_limits)
             .map_err(LoadError::OpaOutput)?;
-        let wasm = bundle
-            .wasm
-            .ok_or_else(|| LoadError::OpaOutput(BundleError::MissingWasm("/policy.wasm".into())))?;
+        let wasm = bundle.wasm.ok_or(LoadError::OpaOutputWithoutWasm)?;
         self.opa_builds.put(key, wasm.clone());
         Ok(wasm)
     }

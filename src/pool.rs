@@ -40,10 +40,6 @@ impl InstancePool {
         Ok(pool)
     }
 
-    pub fn compiled(&self) -> &CompiledPolicy {
-        &self.compiled
-    }
-
     /// Evaluate `entrypoint` with an input document given as JSON text.
     pub fn evaluate(
         &self,

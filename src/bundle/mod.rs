@@ -169,10 +169,6 @@ pub enum BundleError {
     MissingWasmModule { module: String },
     #[error("bundle entry {entry:?} is not a WebAssembly module (no \\0asm magic)")]
     NotWasm { entry: String },
-    /// Raised by callers, not by `read_bundle`: a Rego-only bundle is valid, and only the
-    /// caller knows it asked for the wasm target. Names the module entry it expected.
-    #[error("bundle has no policy module {0:?}; build it with `opa build -t wasm`")]
-    MissingWasm(String),
 }
 
 /// Reads and checks a bundle tarball.
